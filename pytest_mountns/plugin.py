@@ -1,0 +1,155 @@
+"""The pytest11 entry point: options, the marker, the protocol hook, fixtures, header."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from . import _linux, _namespace, _probe, _runner, _spec
+from ._spec import DeclarationError, MountPlan, TmpfsOptions
+
+MARKER_HELP = (
+    "mountns(*tmpfs_targets, tmpfs=None): run the test in a forked child with a private "
+    "Linux mount namespace. Each positional path gets a fresh tmpfs; tmpfs= takes a list "
+    "of paths or a mapping path -> options ('size=16m,mode=0700,ro' or "
+    "{'size': '16m', 'mode': 0o700}; options: size, nr_inodes, mode, uid, gid, ro, noexec; "
+    "nosuid,nodev are always on). Closest marker wins per target."
+)
+DEFAULT_TMPFS_SIZE = "64m"
+
+
+@dataclass(frozen=True)
+class Settings:
+    isolate_all: bool
+    tmpfs_size: str
+
+
+settings_key = pytest.StashKey[Settings]()
+availability_key = pytest.StashKey[_probe.Availability]()
+plan_key = pytest.StashKey[MountPlan]()
+setup_error_key = pytest.StashKey[BaseException]()
+inside_key = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mountns", "private mount namespaces (pytest-mountns)")
+    group.addoption(
+        "--mountns-all",
+        action="store_true",
+        default=False,
+        help="isolate every test in its own mount namespace, marked or not (ini: mountns_all)",
+    )
+    parser.addini("mountns_all", type="bool", default=False, help="isolate every test")
+    parser.addini(
+        "mountns_tmpfs_size",
+        default=DEFAULT_TMPFS_SIZE,
+        help=f"size of the isolated_tmpfs fixture's tmpfs (default {DEFAULT_TMPFS_SIZE})",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", MARKER_HELP)
+    size = str(config.getini("mountns_tmpfs_size"))
+    try:
+        _spec.parse_amount(size, f"ini mountns_tmpfs_size={size!r}", allow_percent=True)
+    except DeclarationError as error:
+        raise pytest.UsageError(str(error)) from None
+    isolate_all = bool(config.getoption("mountns_all") or config.getini("mountns_all"))
+    config.stash[settings_key] = Settings(isolate_all=isolate_all, tmpfs_size=size)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    availability = _availability(config)
+    if availability.available:
+        state = f"available ({availability.how}, a private mount namespace per test)"
+    else:
+        state = f"unavailable: {availability.how}"
+    return f"mountns: isolation {state}; / propagation: {_probe.root_propagation()}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+    if not _wants_isolation(item):
+        return None
+    availability = _availability(item.config)
+    if not availability.available:
+        item.add_marker(pytest.mark.skip(reason=f"mountns: isolation unavailable: {availability.how}"))
+        return None
+    try:
+        plan = _plan(item)
+    except DeclarationError as error:
+        message = f"{item.nodeid}: @pytest.mark.mountns {error}"
+        item.stash[setup_error_key] = pytest.fail.Exception(message, pytrace=False)
+        return None
+    enter = functools.partial(_enter, item.config, availability.namespace, plan)
+    failure = _runner.run_isolated(item, nextitem, enter)
+    if failure is None:
+        return True
+    item.stash[setup_error_key] = failure
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Fail, before any fixture runs, a test whose isolation could not be prepared."""
+    error = item.stash.get(setup_error_key, None)
+    if error is not None:
+        raise error
+
+
+def _wants_isolation(item: pytest.Item) -> bool:
+    return (
+        item.config.stash[settings_key].isolate_all
+        or item.get_closest_marker("mountns") is not None
+        or "isolated_tmpfs" in getattr(item, "fixturenames", ())
+    )
+
+
+def _availability(config: pytest.Config) -> _probe.Availability:
+    if availability_key not in config.stash:
+        config.stash[availability_key] = _probe.probe()
+    return config.stash[availability_key]
+
+
+def _plan(item: pytest.Item) -> MountPlan:
+    """Validate the item's declarations once, before anything is forked or mounted."""
+    if plan_key not in item.stash:
+        declarations = [
+            _spec.parse_marker(marker.args, marker.kwargs)
+            for marker in item.iter_markers("mountns")
+        ]
+        item.stash[plan_key] = _spec.resolve(_spec.merge(declarations))
+    return item.stash[plan_key]
+
+
+def _enter(
+    config: pytest.Config, namespace: int, plan: MountPlan, keep_visible: Sequence[str]
+) -> None:
+    """Runs in the forked child, before the test's setup."""
+    _namespace.enter_private_namespace(namespace)
+    _namespace.apply(plan, keep_visible)
+    config.stash[inside_key] = True
+
+
+@pytest.fixture
+def isolated_tmpfs(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """A fresh, empty, writable tmpfs that only this test sees; asking for it isolates the test.
+
+    Its size is the ini option ``mountns_tmpfs_size`` (default 64m). The
+    mount point is removed afterwards, so nothing is left on the host.
+    """
+    if not request.config.stash.get(inside_key, False):
+        pytest.fail("isolated_tmpfs is only available inside an isolated test", pytrace=False)
+    path = tempfile.mkdtemp(prefix="pytest-mountns-")
+    size = request.config.stash[settings_key].tmpfs_size
+    _namespace.mount_tmpfs(path, TmpfsOptions(size=size, mode=0o700))
+    try:
+        yield Path(path)
+    finally:
+        _linux.umount(path, _linux.MNT_DETACH)
+        os.rmdir(path)
