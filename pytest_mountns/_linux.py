@@ -19,6 +19,7 @@ class CloneFlag(enum.IntFlag):
 
 
 class MountFlag(enum.IntFlag):
+    NONE = 0
     RDONLY = 1
     NOSUID = 2
     NODEV = 4
@@ -85,7 +86,7 @@ def mount(
     source: str | None,
     target: str,
     fstype: str | None,
-    flags: MountFlag = MountFlag(0),
+    flags: MountFlag = MountFlag.NONE,
     data: str | None = None,
 ) -> None:
     result = _mount(_encode(source), _encode(target), _encode(fstype), int(flags), _encode(data))

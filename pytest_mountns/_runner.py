@@ -8,6 +8,7 @@ that the child runs before the test's setup.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -16,15 +17,15 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, nullcontext
 from typing import Any, BinaryIO
 
 import pytest
 
 from . import _linux
 
-Enter = Callable[[Sequence[str]], None]
-"""Called in the child before setup with the paths pytest needs to stay reachable."""
+Prepare = Callable[[Sequence[str]], Callable[[], None]]
+"""Called in the parent once wider scopes are set up, with the paths pytest needs
+to stay reachable; returns what the child calls before the test's setup."""
 
 _HEADER = struct.Struct("!BI")
 _REPORT, _EXIT, _INTERRUPT, _ERROR, _DONE = b"RXKED"
@@ -33,16 +34,17 @@ _OUTCOMES = (Exception, pytest.skip.Exception, pytest.fail.Exception)
 
 
 def run_isolated(
-    item: pytest.Item, nextitem: pytest.Item | None, enter: Enter
+    item: pytest.Item, nextitem: pytest.Item | None, prepare: Prepare
 ) -> BaseException | None:
     """Run the item's whole protocol in a forked child and log its reports here.
 
-    When a collector or wider-scoped fixture fails to set up in the parent,
-    nothing of the test runs and the error is returned: the caller hands the
-    item to pytest's own protocol, which reports it as it would without us.
+    When a collector or wider-scoped fixture fails to set up in the parent, or
+    ``prepare`` raises, nothing of the test runs and the error is returned: the
+    caller hands the item to pytest's own protocol, which reports it as it
+    would without us.
     """
     try:
-        keep_visible = _setup_wider_scopes(item)
+        enter = prepare(_setup_wider_scopes(item))
     except _OUTCOMES as error:
         return error
     ihook = item.ihook
@@ -55,7 +57,7 @@ def run_isolated(
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        _child_main(item, nextitem, lambda: enter(keep_visible), write_fd, parent_pid)
+        _child_main(item, nextitem, enter, write_fd, parent_pid)
     os.close(write_fd)
     try:
         _collect_child(item, nextitem, pid, read_fd)
@@ -173,8 +175,8 @@ def _report_crash(
     now = time.time()
     crash = _make_report(item, phase, "failed", message, sections, started, now)
     received[phase] = crash
-    item.ihook.pytest_runtest_logreport(report=crash)
-    if phase != "teardown":
+    if phase != "teardown":  # the teardown report is logged once merged with the parent's
+        item.ihook.pytest_runtest_logreport(report=crash)
         received["teardown"] = _make_report(item, "teardown", "passed", None, [], now, now)
 
 
@@ -194,7 +196,11 @@ def _read_leftover_output(item: pytest.Item, phase: str) -> list[tuple[str, str]
     if capman is None:
         return []
     out, err = capman.read_global_capture()
-    return [(f"Captured {key} {phase}", text) for key, text in (("stdout", out), ("stderr", err)) if text]
+    return [
+        (f"Captured {key} {phase}", text)
+        for key, text in (("stdout", out), ("stderr", err))
+        if text
+    ]
 
 
 def _make_report(
@@ -230,8 +236,8 @@ def _teardown_wider_scopes(
     if list(state.stack) == needed[: len(state.stack)]:
         return None
     capman = _capture_manager(item)
-    capture: AbstractContextManager[None] = (
-        capman.item_capture("teardown", item) if capman is not None else nullcontext()
+    capture: contextlib.AbstractContextManager[None] = (
+        capman.item_capture("teardown", item) if capman is not None else contextlib.nullcontext()
     )
     with capture:
         call = pytest.CallInfo.from_call(
@@ -258,7 +264,9 @@ def _merge_teardown(
     child.stop = parent.stop
     if parent.failed:
         if child.failed:
-            child.sections.append(("mountns: error tearing down wider scopes", str(parent.longrepr)))
+            child.sections.append(
+                ("mountns: error tearing down wider scopes", str(parent.longrepr))
+            )
         else:
             child.outcome = "failed"
             child.longrepr = parent.longrepr
@@ -307,7 +315,7 @@ def _load_report(config: pytest.Config, payload: bytes) -> pytest.TestReport:
     report.sections = [tuple(section) for section in report.sections]  # type: ignore[misc]
     report.user_properties = [tuple(prop) for prop in report.user_properties]  # type: ignore[misc]
     if isinstance(report.longrepr, list):
-        report.longrepr = tuple(report.longrepr)  # type: ignore[assignment]
+        report.longrepr = tuple(report.longrepr)
     return report
 
 
@@ -428,7 +436,5 @@ def _is_interactive(call: pytest.CallInfo[None], report: pytest.TestReport) -> b
 
 def _teardown_quietly(item: pytest.Item) -> None:
     """Tear down what the child itself set up and the last report did not cover."""
-    try:
+    with contextlib.suppress(BaseException):
         item.session._setupstate.teardown_exact(None)  # internal
-    except BaseException:
-        pass

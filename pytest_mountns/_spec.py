@@ -155,7 +155,9 @@ def parse_tmpfs_options(options: object, argument: str) -> TmpfsOptions:
                 raise DeclarationError(f"{argument} {key}", "given twice")
             if key in _FLAGS or key in _ALWAYS_ON:
                 if has_value:
-                    raise DeclarationError(f"{argument} {part!r}", f"{key} is a flag, not key=value")
+                    raise DeclarationError(
+                        f"{argument} {part!r}", f"{key} is a flag, not key=value"
+                    )
                 items[key] = True
             else:
                 items[key] = value if has_value else None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +32,6 @@ class Settings:
 
 settings_key = pytest.StashKey[Settings]()
 availability_key = pytest.StashKey[_probe.Availability]()
-plan_key = pytest.StashKey[MountPlan]()
 setup_error_key = pytest.StashKey[BaseException]()
 inside_key = pytest.StashKey[bool]()
 
@@ -79,16 +78,25 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return None
     availability = _availability(item.config)
     if not availability.available:
-        item.add_marker(pytest.mark.skip(reason=f"mountns: isolation unavailable: {availability.how}"))
+        reason = f"mountns: isolation unavailable: {availability.how}"
+        item.add_marker(pytest.mark.skip(reason=reason))
         return None
     try:
-        plan = _plan(item)
+        declaration = _declaration(item)
     except DeclarationError as error:
-        message = f"{item.nodeid}: @pytest.mark.mountns {error}"
-        item.stash[setup_error_key] = pytest.fail.Exception(message, pytrace=False)
+        item.stash[setup_error_key] = _declaration_failure(item, error)
         return None
-    enter = functools.partial(_enter, item.config, availability.namespace, plan)
-    failure = _runner.run_isolated(item, nextitem, enter)
+
+    def prepare(keep_visible: Sequence[str]) -> Callable[[], None]:
+        # Targets are checked now, after wider fixtures (which may create them)
+        # and before the fork, so nothing is mounted when one is wrong.
+        try:
+            plan = _spec.resolve(declaration)
+        except DeclarationError as error:
+            raise _declaration_failure(item, error) from None
+        return functools.partial(_enter, item.config, availability.namespace, plan, keep_visible)
+
+    failure = _runner.run_isolated(item, nextitem, prepare)
     if failure is None:
         return True
     item.stash[setup_error_key] = failure
@@ -116,15 +124,15 @@ def _availability(config: pytest.Config) -> _probe.Availability:
     return config.stash[availability_key]
 
 
-def _plan(item: pytest.Item) -> MountPlan:
-    """Validate the item's declarations once, before anything is forked or mounted."""
-    if plan_key not in item.stash:
-        declarations = [
-            _spec.parse_marker(marker.args, marker.kwargs)
-            for marker in item.iter_markers("mountns")
-        ]
-        item.stash[plan_key] = _spec.resolve(_spec.merge(declarations))
-    return item.stash[plan_key]
+def _declaration(item: pytest.Item) -> _spec.Declaration:
+    """Parse and merge the item's markers: the closest one wins per target."""
+    return _spec.merge(
+        _spec.parse_marker(marker.args, marker.kwargs) for marker in item.iter_markers("mountns")
+    )
+
+
+def _declaration_failure(item: pytest.Item, error: DeclarationError) -> BaseException:
+    return pytest.fail.Exception(f"{item.nodeid}: @pytest.mark.mountns {error}", pytrace=False)
 
 
 def _enter(

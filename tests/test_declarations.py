@@ -1,0 +1,114 @@
+"""Bad declarations error only the test that made them, before anything is mounted or created."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests._helpers import mount_table
+
+
+def test_each_bad_declaration_errors_only_its_own_test(pytester: pytest.Pytester) -> None:
+    pytester.mkdir("dir")
+    (pytester.path / "file").write_text("x")
+    missing = pytester.path / "missing"
+    pytester.makepyfile(
+        f"""
+import pytest
+
+@pytest.mark.mountns("relative/dir")
+def test_relative(): pass
+
+@pytest.mark.mountns({str(missing)!r})
+def test_missing(): pass
+
+@pytest.mark.mountns({str(pytester.path / "file")!r})
+def test_file(): pass
+
+@pytest.mark.mountns("/")
+def test_root(): pass
+
+@pytest.mark.mountns("/proc")
+def test_proc(): pass
+
+@pytest.mark.mountns("/dev")
+def test_dev(): pass
+
+@pytest.mark.mountns("/sys")
+def test_sys(): pass
+
+@pytest.mark.parametrize("size", ["banana", "-5", "0", str(2**64)])
+def test_size(size):
+    pass
+test_size = pytest.mark.mountns(tmpfs={{{str(pytester.path / "dir")!r}: "size=banana"}})(test_size)
+
+@pytest.mark.mountns(tmpfs={{{str(pytester.path / "dir")!r}: "size=1m,frobnicate=1"}})
+def test_unknown_option(): pass
+
+@pytest.mark.mountns(42)
+def test_wrong_type(): pass
+
+@pytest.mark.mountns(bind={{"/a": "/b"}})
+def test_unknown_keyword(): pass
+
+def test_ordinary_tests_still_run(): pass
+
+@pytest.mark.mountns({str(pytester.path / "dir")!r})
+def test_good_isolated_tests_still_run(): pass
+"""
+    )
+    before = mount_table()
+    result = pytester.runpytest("-rE")
+    assert mount_table() == before
+    result.assert_outcomes(passed=2, errors=14)
+    result.stdout.fnmatch_lines_random(
+        [
+            "*::test_relative: @pytest.mark.mountns tmpfs target 'relative/dir': must be an abs*",
+            "*::test_missing: @pytest.mark.mountns tmpfs target '*missing': does not exist*",
+            "*::test_file: @pytest.mark.mountns tmpfs target '*file': is not a directory*",
+            "*::test_root: @pytest.mark.mountns tmpfs target '/': cannot be a mount target*",
+            "*::test_proc: *'/proc': cannot be a mount target: /proc is the kernel's process*",
+            "*::test_dev: *'/dev': cannot be a mount target*",
+            "*::test_sys: *'/sys': cannot be a mount target*",
+            "*::test_size?banana?: *size='banana': must be a positive number*",
+            "*::test_unknown_option: *tmpfs[[]'*dir'] frobnicate: unknown option*",
+            "*::test_wrong_type: *tmpfs target 42: must be a str or os.PathLike, not int*",
+            "*::test_unknown_keyword: *keyword bind=: unknown keyword*",
+        ]
+    )
+    assert not missing.exists()
+
+
+@pytest.mark.parametrize(
+    ("size", "reason"),
+    [
+        ("banana", "must be a positive number"),
+        ("-5", "must be a positive number"),
+        ("0", "0 would mean unlimited"),
+        (str(2**64), "is too large"),
+    ],
+)
+def test_bad_sizes_are_explained(pytester: pytest.Pytester, size: str, reason: str) -> None:
+    pytester.makepyfile(
+        f"""
+import pytest, os
+@pytest.mark.mountns(tmpfs={{os.getcwd(): {{"size": {size!r}}}}})
+def test_sized(): pass
+"""
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        [f"*test_sized: @pytest.mark.mountns tmpfs[[]*size={size!r}: {reason}*"]
+    )
+
+
+def test_a_skip_mark_wins_over_a_bad_declaration(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+@pytest.mark.skip(reason="not today")
+@pytest.mark.mountns("relative")
+def test_skipped(): pass
+"""
+    )
+    pytester.runpytest().assert_outcomes(skipped=1)

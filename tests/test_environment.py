@@ -1,0 +1,85 @@
+"""Where the host is a systemd-like shared /, or where isolation is not allowed at all."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+
+import pytest
+
+from tests._helpers import run_in_shared_root
+
+HOSTILE = """
+import os, subprocess, pytest
+
+TARGET = {target!r}
+
+@pytest.mark.mountns(TARGET)
+def test_declared_tmpfs():
+    open(os.path.join(TARGET, "inside"), "w").close()
+
+@pytest.mark.mountns
+def test_reshares_root_then_mounts():
+    subprocess.run(["mount", "--make-rshared", "/"], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "none", TARGET], check=True)
+    subprocess.run(["mount", "-t", "tmpfs", "none", "/mnt"], check=True)
+
+@pytest.mark.mountns(TARGET)
+def test_unmounts_its_own_tmpfs_and_a_host_mount():
+    subprocess.run(["umount", TARGET], check=True)
+    subprocess.run(["umount", "-l", "/proc"], check=True)
+
+def test_unisolated_sees_nothing():
+    assert os.listdir(TARGET) == []
+    assert os.path.exists("/proc/self/mountinfo")
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create a throwaway namespace")
+def test_shared_root_host_mount_table_is_unchanged(pytester: pytest.Pytester) -> None:
+    target = pytester.mkdir("target")
+    pytester.makepyfile(HOSTILE.format(target=str(target)))
+    pytest_command = shlex.join([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"])
+    result = run_in_shared_root(
+        "findmnt -no PROPAGATION / && cat /proc/self/mountinfo > before"
+        f" && {pytest_command}; cat /proc/self/mountinfo > after",
+        cwd=pytester.path,
+    )
+    assert result.stdout.splitlines()[0] == "shared"
+    assert "4 passed" in result.stdout, result.stdout + result.stderr
+    assert "/ propagation: shared" in result.stdout
+    before = (pytester.path / "before").read_text()
+    assert (pytester.path / "after").read_text() == before
+    assert os.listdir(target) == []
+
+
+def test_unprivileged_user_gets_skips_naming_the_errno(pytester: pytest.Pytester) -> None:
+    """uid 65534 without capabilities, for real: plain unshare is refused with EPERM."""
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.mountns
+def test_marked(): pass
+
+def test_fixture(isolated_tmpfs): pass
+
+def test_plain(): pass
+"""
+    )
+    os.chmod(pytester.path, 0o755)
+    command = ["unshare", "--user", "--map-user=65534", "--map-group=65534", "--"]
+    result = subprocess.run(
+        [*command, sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert "1 passed, 2 skipped" in result.stdout, result.stdout + result.stderr
+    reason = "mountns: isolation unavailable: unshare(NEWNS): Operation not permitted (EPERM)"
+    skips = [line for line in result.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert len(skips) == 2 and all(reason in line for line in skips), skips
+    assert "mountns: isolation unavailable: unshare(NEWNS)" in result.stdout

@@ -1,0 +1,204 @@
+"""The fork-and-pipe runner: crashes, session control and large reports."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def test_outcomes_match_an_unisolated_run(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import sys, pytest
+
+@pytest.fixture
+def broken_setup():
+    raise ValueError("setup boom")
+
+@pytest.fixture
+def broken_teardown():
+    yield
+    raise ValueError("teardown boom")
+
+def test_pass():
+    print("to stdout"); print("to stderr", file=sys.stderr)
+def test_fail():
+    assert [1, 2, 3] == [1, 2, 4]
+def test_skip():
+    pytest.skip("because")
+@pytest.mark.skip(reason="marked")
+def test_skip_mark(): pass
+@pytest.mark.xfail(reason="known")
+def test_xfail(): assert 0
+@pytest.mark.xfail(strict=True)
+def test_xpass_strict(): pass
+def test_setup_error(broken_setup): pass
+def test_teardown_error(broken_teardown): pass
+@pytest.mark.parametrize("x", [1, 2])
+def test_param(x): assert x == 1
+"""
+    )
+
+    def normalized(*args: str) -> tuple[list[str], str]:
+        junit = pytester.path / "junit.xml"
+        result = pytester.runpytest("-rA", f"--junitxml={junit}", "-o", "junit_logging=all", *args)
+        lines = [
+            line
+            for line in result.outlines
+            if not line.startswith(("mountns:", "-----", "=====", "rootdir", "platform"))
+        ]
+        xml = junit.read_text()
+        for attribute in ("time", "timestamp", "hostname"):
+            xml = __import__("re").sub(rf'{attribute}="[^"]*"', "", xml)
+        return lines, xml
+
+    plain_lines, plain_xml = normalized()
+    isolated_lines, isolated_xml = normalized("--mountns-all")
+    assert isolated_lines == plain_lines
+    assert isolated_xml == plain_xml
+    assert "to stderr" in isolated_xml and "assert [1, 2, 3] == [1, 2, 4]" in isolated_xml
+
+
+@pytest.mark.parametrize(
+    ("body", "description"),
+    [
+        ("os.kill(os.getpid(), signal.SIGSEGV)", "was killed by SIGSEGV (signal 11) during call"),
+        ("os.kill(os.getpid(), signal.SIGKILL)", "was killed by SIGKILL (signal 9) during call"),
+        ("os._exit(3)", "exited with status 3 without reporting during call"),
+        ("os._exit(0)", "exited with status 0 without reporting during call"),
+    ],
+)
+def test_a_dead_child_fails_its_phase_and_keeps_its_output(
+    pytester: pytest.Pytester, body: str, description: str
+) -> None:
+    pytester.makepyfile(
+        f"""
+import os, signal, sys, pytest
+
+@pytest.mark.mountns
+def test_dies():
+    print("last words on stdout")
+    print("last words on stderr", file=sys.stderr)
+    {body}
+
+def test_next():
+    pass
+"""
+    )
+    result = pytester.runpytest("-p", "no:faulthandler")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"mountns: the isolated test process {description}",
+            "*Captured stdout call*",
+            "last words on stdout",
+            "*Captured stderr call*",
+            "last words on stderr",
+        ]
+    )
+
+
+@pytest.mark.parametrize("phase", ["setup", "teardown"])
+def test_a_child_dying_in_a_fixture_errors_that_phase(
+    pytester: pytest.Pytester, phase: str
+) -> None:
+    before, after = ("os._exit(4)", "") if phase == "setup" else ("", "os._exit(4)")
+    pytester.makepyfile(
+        f"""
+import os, pytest
+
+@pytest.fixture
+def fixture():
+    {before or "pass"}
+    yield
+    {after or "pass"}
+
+@pytest.mark.mountns
+def test_it(fixture):
+    pass
+"""
+    )
+    result = pytester.runpytest()
+    outcomes = {"setup": {"errors": 1}, "teardown": {"passed": 1, "errors": 1}}[phase]
+    result.assert_outcomes(**outcomes)
+    result.stdout.fnmatch_lines([f"*exited with status 4 without reporting during {phase}"])
+
+
+def test_pytest_exit_in_the_child_ends_the_session(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.mountns
+def test_stops():
+    pytest.exit("enough", returncode=3)
+
+def test_never_runs():
+    raise AssertionError("ran after pytest.exit")
+"""
+    )
+    result = pytester.runpytest_subprocess(timeout=60)
+    assert result.ret == 3
+    result.stdout.fnmatch_lines(["*Exit: enough*"])
+    assert "test_never_runs" not in result.stdout.str()
+
+
+def test_keyboard_interrupt_in_the_child_interrupts_the_session(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.mountns
+def test_interrupted():
+    raise KeyboardInterrupt
+
+def test_never_runs():
+    raise AssertionError("ran after Ctrl-C")
+"""
+    )
+    result = pytester.runpytest_subprocess(timeout=60)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(["*KeyboardInterrupt*"])
+    assert "ran after Ctrl-C" not in result.stdout.str()
+
+
+def test_ten_megabytes_of_output_and_diff_do_not_hang(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import sys, pytest
+
+@pytest.mark.mountns
+def test_loud():
+    sys.stdout.write("o" * 10_000_000)
+    sys.stderr.write("e" * 10_000_000)
+    assert "a" * 5_000_000 == "b" * 5_000_000
+
+@pytest.mark.mountns
+def test_after():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-q", timeout=120)
+    result.assert_outcomes(failed=1, passed=1)
+    assert result.stdout.str().count("o" * 1000) >= 9_000
+
+
+def test_exactly_one_report_per_phase(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import os, pytest
+
+@pytest.mark.mountns
+def test_forks_and_its_child_falls_back_into_pytest():
+    if os.fork() == 0:
+        return  # the grandchild returns into the plugin's loop, which must stay silent
+    os.wait()
+"""
+    )
+    reports = pytester.inline_run().getreports("pytest_runtest_logreport")
+    assert [(r.when, r.outcome) for r in reports] == [
+        ("setup", "passed"),
+        ("call", "passed"),
+        ("teardown", "passed"),
+    ]
