@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from . import _linux, _namespace, _probe, _runner, _spec
+from . import _namespace, _probe, _runner, _spec
 from ._spec import DeclarationError, MountPlan, TmpfsOptions
 
 MARKER_HELP = (
@@ -34,6 +35,7 @@ settings_key = pytest.StashKey[Settings]()
 availability_key = pytest.StashKey[_probe.Availability]()
 setup_error_key = pytest.StashKey[BaseException]()
 inside_key = pytest.StashKey[bool]()
+mountpoint_key = pytest.StashKey[str]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -94,9 +96,17 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             plan = _spec.resolve(declaration)
         except DeclarationError as error:
             raise _declaration_failure(item, error) from None
-        return functools.partial(_enter, item.config, availability.namespace, plan, keep_visible)
+        if "isolated_tmpfs" in getattr(item, "fixturenames", ()):
+            item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
+        return functools.partial(_enter, item, availability.namespace, plan, keep_visible)
 
-    failure = _runner.run_isolated(item, nextitem, prepare)
+    try:
+        failure = _runner.run_isolated(item, nextitem, prepare)
+    finally:
+        if mountpoint_key in item.stash:
+            # Removed here, not in the child, so a crashed test leaves nothing either.
+            shutil.rmtree(item.stash[mountpoint_key], ignore_errors=True)
+            del item.stash[mountpoint_key]
     if failure is None:
         return True
     item.stash[setup_error_key] = failure
@@ -135,29 +145,24 @@ def _declaration_failure(item: pytest.Item, error: DeclarationError) -> BaseExce
     return pytest.fail.Exception(f"{item.nodeid}: @pytest.mark.mountns {error}", pytrace=False)
 
 
-def _enter(
-    config: pytest.Config, namespace: int, plan: MountPlan, keep_visible: Sequence[str]
-) -> None:
+def _enter(item: pytest.Item, namespace: int, plan: MountPlan, keep_visible: Sequence[str]) -> None:
     """Runs in the forked child, before the test's setup."""
     _namespace.enter_private_namespace(namespace)
     _namespace.apply(plan, keep_visible)
-    config.stash[inside_key] = True
+    item.config.stash[inside_key] = True
 
 
 @pytest.fixture
-def isolated_tmpfs(request: pytest.FixtureRequest) -> Iterator[Path]:
+def isolated_tmpfs(request: pytest.FixtureRequest) -> Path:
     """A fresh, empty, writable tmpfs that only this test sees; asking for it isolates the test.
 
     Its size is the ini option ``mountns_tmpfs_size`` (default 64m). The
-    mount point is removed afterwards, so nothing is left on the host.
+    mount point is a directory the parent made and removes after the test.
     """
-    if not request.config.stash.get(inside_key, False):
+    mountpoint = request.node.stash.get(mountpoint_key, None)
+    if mountpoint is None or not request.config.stash.get(inside_key, False):
         pytest.fail("isolated_tmpfs is only available inside an isolated test", pytrace=False)
-    path = tempfile.mkdtemp(prefix="pytest-mountns-")
+    os.makedirs(mountpoint, exist_ok=True)  # only if a declared tmpfs hides the parent's
     size = request.config.stash[settings_key].tmpfs_size
-    _namespace.mount_tmpfs(path, TmpfsOptions(size=size, mode=0o700))
-    try:
-        yield Path(path)
-    finally:
-        _linux.umount(path, _linux.MNT_DETACH)
-        os.rmdir(path)
+    _namespace.mount_tmpfs(mountpoint, TmpfsOptions(size=size, mode=0o700))
+    return Path(mountpoint)  # the namespace, and the mount with it, ends with the child

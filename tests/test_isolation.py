@@ -173,6 +173,39 @@ def test_fixture(isolated_tmpfs):
     assert not Path(record.read_text()).exists()
 
 
+@pytest.mark.parametrize("ending", ["os._exit(1)", "os.kill(os.getpid(), 9)", "pass"])
+def test_isolated_tmpfs_mountpoint_is_removed_even_after_a_crash(
+    pytester: pytest.Pytester, ending: str
+) -> None:
+    record = pytester.path / "record.txt"
+    pytester.makepyfile(
+        f"""
+import os
+
+def test_fixture(isolated_tmpfs):
+    with open({str(record)!r}, "w") as f:
+        f.write(str(isolated_tmpfs))
+    {ending}
+"""
+    )
+    pytester.runpytest()
+    assert not Path(record.read_text()).exists()
+
+
+def test_isolated_tmpfs_under_a_declared_tmpfs_over_tmp(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        HELPERS
+        + """
+@pytest.mark.mountns("/tmp")
+def test_both(isolated_tmpfs):
+    assert str(isolated_tmpfs).startswith("/tmp/")
+    assert mount_of("/tmp")[0] == "tmpfs" and mount_of(str(isolated_tmpfs))[0] == "tmpfs"
+    (isolated_tmpfs / "f").write_text("x")
+"""
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+
+
 def test_isolated_tmpfs_default_size_is_64m(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         HELPERS
