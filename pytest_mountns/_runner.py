@@ -392,19 +392,13 @@ def _run_phases(
     channel: _Channel,
 ) -> None:
     config = item.config
-
-    def setup() -> None:
-        try:
-            enter()
-        except OSError as error:
-            pytest.fail(f"mountns: could not set up the isolated namespace: {error}", False)
-        item.ihook.pytest_runtest_setup(item=item)
+    config.pluginmanager.register(_EnterFirst(enter))
 
     def send(report: pytest.TestReport) -> None:
         data = config.hook.pytest_report_to_serializable(config=config, report=report)
         channel.send(_REPORT, json.dumps(data, default=repr).encode())
 
-    report = _call_and_report(item, "setup", setup)
+    report = _call_and_report(item, "setup", lambda: item.ihook.pytest_runtest_setup(item=item))
     send(report)
     if report.passed and not config.option.setuponly:
         send(_call_and_report(item, "call", lambda: item.ihook.pytest_runtest_call(item=item)))
@@ -416,6 +410,26 @@ def _run_phases(
         )
     )
     _teardown_quietly(item)
+
+
+class _EnterFirst:
+    """Enters the isolation as the first setup hook, inside pytest's capture and log wrappers.
+
+    So a failure there is a setup error like any other, and the teardown
+    hooks find what their setup halves left for them.
+    """
+
+    def __init__(self, enter: Callable[[], None]) -> None:
+        self._enter = enter
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self) -> None:
+        try:
+            self._enter()
+            return
+        except OSError as error:
+            message = f"mountns: could not set up the isolated namespace: {error}"
+        pytest.fail(message, pytrace=False)
 
 
 def _call_and_report(item: pytest.Item, when: str, run: Callable[[], None]) -> pytest.TestReport:

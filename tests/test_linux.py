@@ -1,0 +1,132 @@
+"""The syscall choke point and the child's namespace entry, each run in a forked helper.
+
+The suite itself never unshares: every call here happens in a throwaway child.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_mountns import _linux, _namespace
+from pytest_mountns._spec import TmpfsOptions
+
+
+def in_child(function: Callable[[], object]) -> object:
+    """Run ``function`` in a forked child and return its result, or raise what it raised."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read_fd)
+        try:
+            outcome: tuple[bool, object] = (True, function())
+        except BaseException as error:
+            outcome = (False, error)
+        os.write(write_fd, pickle.dumps(outcome))
+        os._exit(0)
+    os.close(write_fd)
+    with open(read_fd, "rb") as answer:
+        data = answer.read()
+    os.waitpid(pid, 0)
+    ok, value = pickle.loads(data)
+    if not ok:
+        assert isinstance(value, BaseException)
+        raise value
+    return value
+
+
+def enter_and(then: Callable[[], object]) -> Callable[[], object]:
+    namespace = _linux.mount_namespace_id()
+
+    def run() -> object:
+        _namespace.enter_private_namespace(namespace)
+        return then()
+
+    return run
+
+
+def test_entering_gives_a_new_namespace() -> None:
+    assert in_child(enter_and(_linux.mount_namespace_id)) != _linux.mount_namespace_id()
+
+
+def test_failed_mount_raises_oserror_naming_call_and_path(tmp_path: Path) -> None:
+    missing = str(tmp_path / "missing")
+    with pytest.raises(FileNotFoundError) as excinfo:
+        in_child(enter_and(lambda: _namespace.mount_tmpfs(missing, TmpfsOptions())))
+    assert excinfo.value.filename == missing
+    assert excinfo.value.strerror == "mount(tmpfs, NOSUID|NODEV): No such file or directory"
+
+
+def test_the_kernel_says_only_einval_for_a_bad_size(tmp_path: Path) -> None:
+    """Why sizes are validated in Python: the kernel gives no reason."""
+    with pytest.raises(OSError) as excinfo:
+        in_child(
+            enter_and(lambda: _linux.mount("tmpfs", str(tmp_path), "tmpfs", data="size=banana"))
+        )
+    assert excinfo.value.errno == errno.EINVAL
+
+
+def test_a_namespace_that_did_not_change_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_linux, "_unshare", lambda flags: 0)  # an unshare that lies
+    monkeypatch.setattr(_linux, "_mount", lambda *args: 0)
+    with pytest.raises(RuntimeError, match="still in pytest's namespace"):
+        in_child(enter_and(lambda: None))
+
+
+REFUSE_MOUNTS_ON = """
+import ctypes, errno, os
+from pytest_mountns import _linux
+
+def pytest_configure():
+    original = _linux._mount
+    def refuse(source, target, *rest):
+        if target == os.fsencode({target!r}):
+            ctypes.set_errno(errno.EACCES)
+            return -1
+        return original(source, target, *rest)
+    _linux._mount = refuse
+"""
+
+
+@pytest.fixture
+def restore_mount() -> object:
+    original = _linux._mount
+    yield
+    _linux._mount = original
+
+
+@pytest.mark.usefixtures("restore_mount")
+def test_a_failing_mount_in_the_child_errors_the_setup(pytester: pytest.Pytester) -> None:
+    """An errno injected at the choke point reaches the report, with the call and path."""
+    target = pytester.mkdir("target")
+    pytester.makeconftest(REFUSE_MOUNTS_ON.format(target=str(target)))
+    pytester.makepyfile(
+        f"""
+import pytest
+
+@pytest.mark.mountns({str(target)!r})
+def test_isolated(): pass
+"""
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(
+        ["*mountns: could not set up the isolated namespace: *Permission denied*target*"]
+    )
+
+
+@pytest.mark.usefixtures("restore_mount")
+def test_a_probe_refused_by_policy_skips_with_the_reason(pytester: pytest.Pytester) -> None:
+    """Docker's default AppArmor profile answers mount with EACCES; it can't be made here."""
+    pytester.makeconftest(REFUSE_MOUNTS_ON.format(target="/"))
+    pytester.makepyfile("import pytest\n@pytest.mark.mountns\ndef test_isolated(): pass")
+    result = pytester.runpytest("-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(
+        ["SKIPPED*isolation unavailable: mount(None, REC|PRIVATE): Permission denied (EACCES)*"]
+    )
