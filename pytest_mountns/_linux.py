@@ -34,6 +34,7 @@ class MountFlag(enum.IntFlag):
 
 PR_SET_PDEATHSIG = 1
 MNT_DETACH = 2
+CAP_SYS_ADMIN = 21
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -108,3 +109,31 @@ def flush_c_stdio() -> None:
 
 def mount_namespace_id(pid: int | str = "self") -> int:
     return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+
+
+def has_cap_sys_admin() -> bool:
+    """Whether this process may mount in its own user namespace (root, usually)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("CapEff:"):
+                return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
+    return False
+
+
+def map_own_ids(uid: int, gid: int) -> None:
+    """Map, in a fresh user namespace, the caller's own uid and gid onto themselves.
+
+    ``setgroups`` must be denied before an unprivileged process may write ``gid_map``.
+    """
+    for path, line in (
+        ("/proc/self/setgroups", "deny"),
+        ("/proc/self/uid_map", f"{uid} {uid} 1"),
+        ("/proc/self/gid_map", f"{gid} {gid} 1"),
+    ):
+        fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        try:
+            os.write(fd, line.encode())
+        except OSError as error:
+            raise OSError(error.errno, f"write {line!r}: {error.strerror}", path) from None
+        finally:
+            os.close(fd)

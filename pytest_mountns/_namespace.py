@@ -13,12 +13,18 @@ from ._linux import CloneFlag, MountFlag
 from ._spec import MountPlan, TmpfsOptions
 
 
-def enter_private_namespace(parent_namespace: int) -> None:
+def enter_private_namespace(parent_namespace: int, user_namespace: bool) -> None:
     """Unshare the mount namespace and cut every propagation link to the host.
 
+    With ``user_namespace``, first enter a new user namespace that maps the
+    caller's own uid and gid, which gives the right to mount without root.
     ``MS_REC`` matters: on a systemd host ``/`` and its submounts are shared,
     and a mount below any shared one would otherwise appear on the host.
     """
+    if user_namespace:
+        uid, gid = os.getuid(), os.getgid()
+        _linux.unshare(CloneFlag.NEWUSER)
+        _linux.map_own_ids(uid, gid)
     _linux.unshare(CloneFlag.NEWNS)
     _linux.mount(None, "/", None, MountFlag.REC | MountFlag.PRIVATE)
     if _linux.mount_namespace_id() == parent_namespace:

@@ -1,7 +1,9 @@
-"""Find out once per session whether this machine lets a test have its own namespace.
+"""Find out once per session how a test can get its own mount namespace, or exactly why not.
 
-The probe runs the child's whole sequence (unshare, private ``/``, a tmpfs
-mount) in a throwaway child, so a test never learns it the hard way.
+The probe runs the child's whole sequence (unshare, id maps, private ``/``,
+a tmpfs mount) in a throwaway child, so a test never learns it the hard
+way; where it fails, the errno and the ``/proc/sys`` knobs name the cause
+and the fix.
 """
 
 from __future__ import annotations
@@ -15,61 +17,201 @@ from dataclasses import dataclass
 from . import _linux, _namespace
 from ._spec import TmpfsOptions
 
+USERNS_MODES = ("auto", "always", "never")
+KNOBS = (
+    "kernel.unprivileged_userns_clone",
+    "kernel.apparmor_restrict_unprivileged_userns",
+    "user.max_user_namespaces",
+    "user.max_mnt_namespaces",
+)
+ID_MAP_FILES = ("/proc/self/setgroups", "/proc/self/uid_map", "/proc/self/gid_map")
+
 
 @dataclass(frozen=True)
 class Availability:
     available: bool
     how: str
-    """How the right to mount is obtained, e.g. "root"; or why it is not."""
+    """How the right to mount is obtained, or why there is none and what to change."""
+    user_namespace: bool = False
     namespace: int = 0
     """The inode of pytest's own mount namespace, to prove a child left it."""
 
 
-_FIXES = {
-    errno.EPERM: "run pytest as root, or with CAP_SYS_ADMIN",
-    errno.EACCES: "a security policy denies mounting; allow it or run outside that container",
-    errno.ENOSPC: "the limit on mount namespaces is reached; raise user.max_mnt_namespaces",
-    errno.EINVAL: "the kernel refused the call; check it supports mount namespaces",
-}
+@dataclass(frozen=True)
+class Failure:
+    """The call of the child's sequence that failed, as the choke point reported it."""
+
+    errno: int
+    message: str
+    path: str | None = None
 
 
-def probe() -> Availability:
+def probe(mode: str = "auto") -> Availability:
+    """How isolated tests run here: root's plain namespace, a user namespace, or not at all.
+
+    ``auto`` tries a plain mount namespace when the process holds
+    CAP_SYS_ADMIN and a user namespace otherwise (or if the plain one is
+    refused); ``always`` uses a user namespace; ``never`` only the plain one.
+    """
     if not sys.platform.startswith("linux"):
-        return Availability(False, f"mount namespaces need Linux, this is {sys.platform}")
+        return Availability(False, f"mount namespaces need Linux; this is {sys.platform}")
     try:
         namespace = _linux.mount_namespace_id()
+        privileged = _linux.has_cap_sys_admin()
     except OSError as error:
         return Availability(False, f"/proc is not usable ({error.strerror}); mount /proc")
+    ways = {
+        "auto": [False, True] if privileged else [True],
+        "always": [True],
+        "never": [False],
+    }[mode]
+    failure = Failure(0, "")
+    for user_namespace in ways:
+        failure_or_none = try_namespace(namespace, user_namespace)
+        if failure_or_none is None:
+            return Availability(True, describe(user_namespace), user_namespace, namespace)
+        failure = failure_or_none
+    return Availability(False, diagnose(failure, ways[-1], privileged, mode, read_knobs()))
+
+
+def describe(user_namespace: bool) -> str:
+    if user_namespace:
+        return f"user namespace as uid {os.getuid()}, gid {os.getgid()}"
+    return "root: a plain mount namespace per test"
+
+
+def try_namespace(namespace: int, user_namespace: bool) -> Failure | None:
+    """Run the child's sequence in a throwaway child; None if it all worked."""
     read_fd, write_fd = os.pipe()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        _probe_child(write_fd, namespace)
+        _probe_child(write_fd, namespace, user_namespace)
     os.close(write_fd)
     with open(read_fd, "rb") as answer:
-        message = answer.read().decode(errors="replace")
+        fields = answer.read().decode(errors="replace").split("\0")
     os.waitpid(pid, 0)
-    if message == "ok":
-        how = "root" if os.geteuid() == 0 else f"uid {os.geteuid()} with CAP_SYS_ADMIN"
-        return Availability(True, how, namespace)
-    return Availability(False, message or "the probe process died without an answer")
+    if fields == ["ok"]:
+        return None
+    if len(fields) != 3:
+        return Failure(0, "the probe process died without an answer")
+    number, message, path = fields
+    return Failure(int(number), message, path or None)
 
 
-def _probe_child(fd: int, namespace: int) -> None:
+def _probe_child(fd: int, namespace: int, user_namespace: bool) -> None:
     answer = "ok"
     try:
         _linux.set_parent_death_signal(signal.SIGKILL)
-        _namespace.enter_private_namespace(namespace)
+        _namespace.enter_private_namespace(namespace, user_namespace)
         _namespace.mount_tmpfs("/", TmpfsOptions(size="4k"))
     except OSError as error:
-        fix = _FIXES.get(error.errno or 0, "")
-        name = errno.errorcode.get(error.errno or 0, str(error.errno))
-        answer = f"{error.strerror} ({name}){'; ' + fix if fix else ''}"
+        answer = f"{error.errno or 0}\0{error.strerror}\0{error.filename or ''}"
     except BaseException as error:
-        answer = f"{type(error).__name__}: {error}"
+        answer = f"0\0{type(error).__name__}: {error}\0"
     finally:
         os.write(fd, answer.encode())
         os._exit(0)
+
+
+def read_knobs() -> dict[str, str | None]:
+    """The sysctls that decide who may create namespaces; None where absent."""
+    knobs: dict[str, str | None] = {}
+    for knob in KNOBS:
+        try:
+            with open("/proc/sys/" + knob.replace(".", "/")) as value:
+                knobs[knob] = value.read().strip()
+        except OSError:
+            knobs[knob] = None
+    return knobs
+
+
+def diagnose(
+    failure: Failure,
+    user_namespace: bool,
+    privileged: bool,
+    mode: str,
+    knobs: dict[str, str | None],
+) -> str:
+    """Name the failed call and errno, the cause, and what to change."""
+    name = errno.errorcode.get(failure.errno, str(failure.errno))
+    where = f" on {failure.path}" if failure.path else ""
+    cause = _cause(failure, user_namespace, privileged, mode, knobs)
+    return f"{failure.message}{where} ({name}); {cause}"
+
+
+_POLICY = (
+    "a seccomp or container policy forbids it (Docker's default profile does): run the "
+    "container with --security-opt seccomp=unconfined, or as root with --cap-add SYS_ADMIN"
+)
+_APPARMOR_USERNS = (
+    "Ubuntu's AppArmor restricts unprivileged user namespaces "
+    "(kernel.apparmor_restrict_unprivileged_userns=1): run "
+    "'sysctl -w kernel.apparmor_restrict_unprivileged_userns=0', or run pytest as root"
+)
+
+
+def _cause(
+    failure: Failure,
+    user_namespace: bool,
+    privileged: bool,
+    mode: str,
+    knobs: dict[str, str | None],
+) -> str:
+    code, message = failure.errno, failure.message
+    apparmor = knobs.get("kernel.apparmor_restrict_unprivileged_userns") == "1"
+    if code == errno.EINVAL and message.startswith("unshare"):
+        if not os.path.exists("/proc/self/ns/user"):
+            return "this kernel has no namespace support (CONFIG_USER_NS, CONFIG_NAMESPACES)"
+        return (
+            "the calling process is multithreaded, and unshare needs a single-threaded "
+            "caller: call it before starting threads"
+        )
+    if code == errno.ENOSPC:
+        kind = "user" if "NEWUSER" in message else "mnt"
+        knob = f"user.max_{kind}_namespaces"
+        shown = knobs.get(knob)
+        return (
+            f"the limit on {kind} namespaces is reached ({knob}={shown} here"
+            f"{'; an enclosing user namespace sets it lower' if shown not in ('0', None) else ''})"
+            f": raise it, e.g. 'sysctl -w {knob}=15000'"
+        )
+    if message.startswith("unshare(NEWUSER)") and code == errno.EPERM:
+        if knobs.get("kernel.unprivileged_userns_clone") == "0":
+            return (
+                "user namespaces are disabled for unprivileged users "
+                "(kernel.unprivileged_userns_clone=0): run "
+                "'sysctl -w kernel.unprivileged_userns_clone=1', or run pytest as root"
+            )
+        return _POLICY
+    if failure.path in ID_MAP_FILES:
+        if apparmor:
+            return _APPARMOR_USERNS
+        if failure.path == "/proc/self/uid_map" and os.geteuid() == 0:
+            return (
+                "mapping uid 0 needs CAP_SETFCAP (Linux 5.12+), which this root process "
+                "lacks: give it back CAP_SYS_ADMIN (or CAP_SETFCAP), or run pytest as a "
+                "normal user"
+            )
+        return "the kernel refused the new user namespace's id maps (an LSM or container policy)"
+    if message.startswith("unshare(NEWNS)") and code == errno.EPERM:
+        if not user_namespace and not privileged:
+            rule = (
+                "and --mountns-userns=never rules out a user namespace" if mode == "never" else ""
+            )
+            return (
+                f"a plain mount namespace needs root (CAP_SYS_ADMIN) {rule}".rstrip()
+                + ": run pytest as root, or with --mountns-userns=auto"
+            )
+        return _APPARMOR_USERNS if user_namespace and apparmor else _POLICY
+    if message.startswith("mount") and code == errno.EACCES:
+        return (
+            "an AppArmor or SELinux policy denies mount (Docker's docker-default profile "
+            "does): run the container with --security-opt apparmor=unconfined"
+        )
+    if message.startswith("mount") and code == errno.EPERM:
+        return _APPARMOR_USERNS if user_namespace and apparmor else _POLICY
+    return "see 'python -m pytest_mountns' for what this machine allows"
 
 
 def root_propagation() -> str:

@@ -28,6 +28,8 @@ DEFAULT_TMPFS_SIZE = "64m"
 @dataclass(frozen=True)
 class Settings:
     isolate_all: bool
+    require: bool
+    userns: str
     tmpfs_size: str
 
 
@@ -46,7 +48,23 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=False,
         help="isolate every test in its own mount namespace, marked or not (ini: mountns_all)",
     )
+    group.addoption(
+        "--mountns-require",
+        action="store_true",
+        default=False,
+        help="where isolation is impossible, error instead of skip (ini: mountns_require)",
+    )
+    group.addoption(
+        "--mountns-userns",
+        choices=_probe.USERNS_MODES,
+        default=None,
+        help="how to get the right to mount: auto (root's plain namespace, else a user "
+        "namespace; the default), always (a user namespace), never (root only) "
+        "(ini: mountns_userns)",
+    )
     parser.addini("mountns_all", type="bool", default=False, help="isolate every test")
+    parser.addini("mountns_require", type="bool", default=False, help="error instead of skip")
+    parser.addini("mountns_userns", default="auto", help="auto, always or never")
     parser.addini(
         "mountns_tmpfs_size",
         default=DEFAULT_TMPFS_SIZE,
@@ -61,14 +79,22 @@ def pytest_configure(config: pytest.Config) -> None:
         _spec.parse_amount(size, f"ini mountns_tmpfs_size={size!r}", allow_percent=True)
     except DeclarationError as error:
         raise pytest.UsageError(str(error)) from None
-    isolate_all = bool(config.getoption("mountns_all") or config.getini("mountns_all"))
-    config.stash[settings_key] = Settings(isolate_all=isolate_all, tmpfs_size=size)
+    userns = config.getoption("mountns_userns") or str(config.getini("mountns_userns"))
+    if userns not in _probe.USERNS_MODES:
+        choices = ", ".join(_probe.USERNS_MODES)
+        raise pytest.UsageError(f"ini mountns_userns={userns!r}: must be one of {choices}")
+    config.stash[settings_key] = Settings(
+        isolate_all=bool(config.getoption("mountns_all") or config.getini("mountns_all")),
+        require=bool(config.getoption("mountns_require") or config.getini("mountns_require")),
+        userns=userns,
+        tmpfs_size=size,
+    )
 
 
 def pytest_report_header(config: pytest.Config) -> str:
     availability = _availability(config)
     if availability.available:
-        state = f"available ({availability.how}, a private mount namespace per test)"
+        state = f"available ({availability.how})"
     else:
         state = f"unavailable: {availability.how}"
     return f"mountns: isolation {state}; / propagation: {_probe.root_propagation()}"
@@ -81,7 +107,11 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     availability = _availability(item.config)
     if not availability.available:
         reason = f"mountns: isolation unavailable: {availability.how}"
-        item.add_marker(pytest.mark.skip(reason=reason))
+        if item.config.stash[settings_key].require:
+            message = f"{item.nodeid}: {reason} (--mountns-require turns this skip into an error)"
+            item.stash[setup_error_key] = pytest.fail.Exception(message, pytrace=False)
+        else:
+            item.add_marker(pytest.mark.skip(reason=reason))
         return None
     try:
         declaration = _declaration(item)
@@ -98,7 +128,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             raise _declaration_failure(item, error) from None
         if "isolated_tmpfs" in getattr(item, "fixturenames", ()):
             item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
-        return functools.partial(_enter, item, availability.namespace, plan, keep_visible)
+        return functools.partial(_enter, item, availability, plan, keep_visible)
 
     try:
         failure = _runner.run_isolated(item, nextitem, prepare)
@@ -130,7 +160,7 @@ def _wants_isolation(item: pytest.Item) -> bool:
 
 def _availability(config: pytest.Config) -> _probe.Availability:
     if availability_key not in config.stash:
-        config.stash[availability_key] = _probe.probe()
+        config.stash[availability_key] = _probe.probe(config.stash[settings_key].userns)
     return config.stash[availability_key]
 
 
@@ -145,9 +175,14 @@ def _declaration_failure(item: pytest.Item, error: DeclarationError) -> BaseExce
     return pytest.fail.Exception(f"{item.nodeid}: @pytest.mark.mountns {error}", pytrace=False)
 
 
-def _enter(item: pytest.Item, namespace: int, plan: MountPlan, keep_visible: Sequence[str]) -> None:
+def _enter(
+    item: pytest.Item,
+    availability: _probe.Availability,
+    plan: MountPlan,
+    keep_visible: Sequence[str],
+) -> None:
     """Runs in the forked child, before the test's setup."""
-    _namespace.enter_private_namespace(namespace)
+    _namespace.enter_private_namespace(availability.namespace, availability.user_namespace)
     _namespace.apply(plan, keep_visible)
     item.config.stash[inside_key] = True
 

@@ -263,5 +263,5 @@ def test_markers_help_and_report_header(pytester: pytest.Pytester) -> None:
     findmnt = ["findmnt", "--noheadings", "--output", "PROPAGATION", "/"]
     propagation = subprocess.run(findmnt, capture_output=True, text=True, check=True).stdout
     result.stdout.fnmatch_lines(
-        [f"mountns: isolation available (root, *); / propagation: {propagation.strip()}"]
+        [f"mountns: isolation available (root: *); / propagation: {propagation.strip()}"]
     )
