@@ -33,7 +33,6 @@ class MountFlag(enum.IntFlag):
 
 
 PR_SET_PDEATHSIG = 1
-MNT_DETACH = 2
 CAP_SYS_ADMIN = 21
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -51,10 +50,6 @@ _mount.argtypes = [
     ctypes.c_char_p,
 ]
 _mount.restype = ctypes.c_int
-
-_umount2 = _libc.umount2
-_umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-_umount2.restype = ctypes.c_int
 
 _prctl = _libc.prctl
 _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
@@ -92,10 +87,6 @@ def mount(
 ) -> None:
     result = _mount(_encode(source), _encode(target), _encode(fstype), int(flags), _encode(data))
     _check(result, f"mount({fstype or source}, {_names(flags)})", target)
-
-
-def umount(target: str, flags: int = 0) -> None:
-    _check(_umount2(os.fsencode(target), flags), "umount2", target)
 
 
 def set_parent_death_signal(sig: signal.Signals) -> None:
