@@ -104,6 +104,11 @@ def pytest_report_header(config: pytest.Config) -> str:
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     if not _wants_isolation(item):
         return None
+    try:
+        declaration = _declaration(item)
+    except DeclarationError as error:
+        item.stash[setup_error_key] = _declaration_failure(item, error)
+        return None
     availability = _availability(item.config)
     if not availability.available:
         reason = f"mountns: isolation unavailable: {availability.how}"
@@ -113,13 +118,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         else:
             item.add_marker(pytest.mark.skip(reason=reason))
         return None
-    try:
-        declaration = _declaration(item)
-    except DeclarationError as error:
-        item.stash[setup_error_key] = _declaration_failure(item, error)
-        return None
 
-    def prepare(keep_visible: Sequence[str]) -> Callable[[], None]:
+    def prepare(basetemp: str | None) -> Callable[[], None]:
         # Targets are checked now, after wider fixtures (which may create them)
         # and before the fork, so nothing is mounted when one is wrong.
         try:
@@ -128,6 +128,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             raise _declaration_failure(item, error) from None
         if "isolated_tmpfs" in getattr(item, "fixturenames", ()):
             item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
+        keep_visible = [basetemp] if basetemp is not None else []
         return functools.partial(_enter, item, availability, plan, keep_visible)
 
     try:
@@ -194,9 +195,15 @@ def isolated_tmpfs(request: pytest.FixtureRequest) -> Path:
     Its size is the ini option ``mountns_tmpfs_size`` (default 64m). The
     mount point is a directory the parent made and removes after the test.
     """
-    mountpoint = request.node.stash.get(mountpoint_key, None)
-    if mountpoint is None or not request.config.stash.get(inside_key, False):
+    if not request.config.stash.get(inside_key, False):
         pytest.fail("isolated_tmpfs is only available inside an isolated test", pytrace=False)
+    mountpoint = request.node.stash.get(mountpoint_key, None)
+    if mountpoint is None:
+        pytest.fail(
+            "isolated_tmpfs must be requested as an argument or with usefixtures, "
+            "not through request.getfixturevalue: its mount point is made before the fork",
+            pytrace=False,
+        )
     os.makedirs(mountpoint, exist_ok=True)  # only if a declared tmpfs hides the parent's
     size = request.config.stash[settings_key].tmpfs_size
     _namespace.mount_tmpfs(mountpoint, TmpfsOptions(size=size, mode=0o700))

@@ -206,6 +206,21 @@ def test_both(isolated_tmpfs):
     pytester.runpytest().assert_outcomes(passed=1)
 
 
+def test_isolated_tmpfs_asked_for_dynamically_says_how_to_ask(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.mountns
+def test_dynamic(request):
+    request.getfixturevalue("isolated_tmpfs")
+"""
+    )
+    result = pytester.runpytest()
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*isolated_tmpfs must be requested as an argument*"])
+
+
 def test_isolated_tmpfs_default_size_is_64m(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         HELPERS

@@ -1,0 +1,132 @@
+"""The forked child: enter the isolation, run setup, call and teardown, send everything back.
+
+Whatever pytest would show for the test (each phase's report, the reports
+other plugins log, the warnings) goes to pytest's process, which logs it;
+nothing is reported from here. The child always ends with ``os._exit``.
+"""
+
+from __future__ import annotations
+
+import bdb
+import json
+import os
+import signal
+import sys
+import traceback
+import warnings
+from collections.abc import Callable
+from typing import NoReturn
+
+import pytest
+
+from . import _frames, _internals, _linux
+
+
+def main(
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    enter: Callable[[], None],
+    fd: int,
+    parent_pid: int,
+) -> NoReturn:
+    writer = _frames.Writer(fd)
+    try:
+        _linux.set_parent_death_signal(signal.SIGKILL)
+        if os.getppid() != parent_pid:
+            os._exit(1)
+        _internals.drop_inherited_finalizers(item)
+        _internals.renew_request(item)
+        _ChildHooks.install(item.config, enter, writer)
+        with warnings.catch_warnings(record=True) as caught:
+            try:
+                run_phases(item, nextitem, writer)
+                ending: tuple[int, bytes] = (_frames.DONE, b"")
+            except pytest.exit.Exception as stop:
+                _internals.teardown_everything_quietly(item)
+                ending = (_frames.EXIT, json.dumps([stop.msg, stop.returncode]).encode())
+            except KeyboardInterrupt:
+                ending = (_frames.INTERRUPT, b"")
+        writer.send_warnings(caught)
+        writer.send(*ending)
+    except BaseException:
+        writer.send(_frames.ERROR, traceback.format_exc().encode())
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        _linux.flush_c_stdio()
+        os._exit(0)
+
+
+def run_phases(item: pytest.Item, nextitem: pytest.Item | None, writer: _frames.Writer) -> None:
+    config, ihook = item.config, item.ihook
+
+    def send(report: pytest.TestReport) -> pytest.TestReport:
+        # Plugins may settle the outcome here, from state only the child has
+        # (pytest's subtests fail a test that holds failed subtests).
+        config.hook.pytest_report_teststatus(report=report, config=config)
+        writer.send_report(_frames.REPORT, config, report)
+        return report
+
+    setup = send(_call_and_report(item, "setup", lambda: ihook.pytest_runtest_setup(item=item)))
+    if setup.passed and not config.option.setuponly:
+        send(_call_and_report(item, "call", lambda: ihook.pytest_runtest_call(item=item)))
+    teardown = lambda: ihook.pytest_runtest_teardown(item=item, nextitem=nextitem)  # noqa: E731
+    send(_call_and_report(item, "teardown", teardown))
+    _internals.teardown_everything_quietly(item)
+
+
+def reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
+    """What ends the session instead of failing the test, as in pytest's own protocol."""
+    if config.getoption("usepdb", False):
+        return (pytest.exit.Exception,)
+    return (pytest.exit.Exception, KeyboardInterrupt)
+
+
+def _call_and_report(item: pytest.Item, when: str, run: Callable[[], None]) -> pytest.TestReport:
+    call = pytest.CallInfo.from_call(run, when=when, reraise=reraised(item.config))  # type: ignore[arg-type]
+    report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+    if _is_interactive(call, report):
+        item.ihook.pytest_exception_interact(node=item, call=call, report=report)
+    return report
+
+
+def _is_interactive(call: pytest.CallInfo[None], report: pytest.TestReport) -> bool:
+    if call.excinfo is None or hasattr(report, "wasxfail"):
+        return False
+    return not isinstance(call.excinfo.value, (pytest.skip.Exception, bdb.BdbQuit))
+
+
+class _ChildHooks:
+    """The child's own hooks: enter first at setup, and send logged reports to the parent."""
+
+    def __init__(self, config: pytest.Config, enter: Callable[[], None], writer: _frames.Writer):
+        self._config = config
+        self._enter = enter
+        self._writer = writer
+
+    @classmethod
+    def install(
+        cls, config: pytest.Config, enter: Callable[[], None], writer: _frames.Writer
+    ) -> None:
+        """Register, and silence every other ``pytest_runtest_logreport`` here.
+
+        Those report (terminal, junitxml, xdist's channel to its controller) and
+        belong to pytest's process, which logs the forwarded report once.
+        """
+        hooks = cls(config, enter, writer)
+        config.pluginmanager.register(hooks)
+        _internals.silence_logreport_except(config, hooks)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self) -> None:
+        """Inside pytest's capture and log wrappers, so a failure is a setup error like any."""
+        try:
+            self._enter()
+            return
+        except OSError as error:
+            message = f"mountns: could not set up the isolated namespace: {error}"
+        pytest.fail(message, pytrace=False)
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self._writer.send_report(_frames.LOGGED, self._config, report)

@@ -1,0 +1,115 @@
+"""The wire format between the forked child and pytest's process.
+
+Each frame is a kind byte, a 4-byte length and a payload, written with one
+``write`` per frame. Reports travel as JSON of ``pytest_report_to_serializable``
+output; a value JSON cannot carry (in ``user_properties``, say) arrives as its
+``repr``, never as a lost report.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import struct
+import warnings
+from collections.abc import Iterator
+from typing import BinaryIO
+
+import pytest
+
+from . import _internals
+
+HEADER = struct.Struct("!BI")
+
+REPORT = ord("R")
+"""A phase's report (setup, call, teardown)."""
+LOGGED = ord("L")
+"""A report another plugin logged in the child (a subtest, say)."""
+WARNINGS = ord("W")
+"""The warnings the test raised, for pytest's warnings summary."""
+EXIT = ord("X")
+"""``pytest.exit()`` in the child: ``[reason, returncode]``."""
+INTERRUPT = ord("K")
+"""KeyboardInterrupt in the child."""
+ERROR = ord("E")
+"""The plugin itself failed in the child: a traceback."""
+DONE = ord("D")
+"""The child sent everything and is about to ``os._exit(0)``."""
+
+
+class Writer:
+    """The write end of the pipe; only the forked child itself may write to it."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.owner = os.getpid()
+
+    def send(self, kind: int, payload: bytes = b"") -> None:
+        if os.getpid() != self.owner:
+            os._exit(0)  # a process the test forked fell back into pytest: say nothing
+        data = memoryview(HEADER.pack(kind, len(payload)) + payload)
+        while data:
+            data = data[os.write(self.fd, data) :]
+
+    def send_report(self, kind: int, config: pytest.Config, report: pytest.TestReport) -> None:
+        data = config.hook.pytest_report_to_serializable(config=config, report=report)
+        self.send(kind, json.dumps(data, default=repr).encode())
+
+    def send_warnings(self, caught: list[warnings.WarningMessage]) -> None:
+        if caught:
+            entries = [
+                [
+                    str(w.message),
+                    w.category.__module__,
+                    w.category.__qualname__,
+                    w.filename,
+                    w.lineno,
+                ]
+                for w in caught
+            ]
+            self.send(WARNINGS, json.dumps(entries).encode())
+
+
+def read_frames(channel: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """Frames until end of file or a torn frame (the writer died mid-write)."""
+    while True:
+        header = channel.read(HEADER.size)
+        if len(header) < HEADER.size:
+            return
+        kind, length = HEADER.unpack(header)
+        payload = channel.read(length)
+        if len(payload) < length:
+            return
+        yield kind, payload
+
+
+def load_report(config: pytest.Config, payload: bytes) -> pytest.TestReport:
+    data = json.loads(payload)
+    report: pytest.TestReport = config.hook.pytest_report_from_serializable(
+        config=config, data=data
+    )
+    # JSON has no tuples; give back the shapes pytest and plugins unpack.
+    report.location = tuple(report.location)  # type: ignore[assignment]
+    report.sections = [tuple(section) for section in report.sections]  # type: ignore[misc]
+    report.user_properties = [tuple(prop) for prop in report.user_properties]  # type: ignore[misc]
+    if isinstance(report.longrepr, list):
+        report.longrepr = tuple(report.longrepr)
+    _internals.restore_subtest_context(report, data)
+    return report
+
+
+def replay_warnings(payload: bytes) -> None:
+    """Warn again, here, what the child caught, so pytest's own filters and summary see it."""
+    for message, module, qualname, filename, lineno in json.loads(payload):
+        warnings.warn_explicit(message, _warning_class(module, qualname), filename, lineno)
+
+
+def _warning_class(module: str, qualname: str) -> type[Warning]:
+    try:
+        found: object = importlib.import_module(module)
+        for name in qualname.split("."):
+            found = getattr(found, name)
+    except (ImportError, AttributeError):
+        return UserWarning
+    return found if isinstance(found, type) and issubclass(found, Warning) else UserWarning

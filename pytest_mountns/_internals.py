@@ -1,0 +1,145 @@
+"""Every use of pytest's private API, in one module, tested against pytest 8.x and 9.x.
+
+Forking a test at the right point needs what pytest has no public API for:
+setting up an item's collectors and wider-scoped fixtures without its own
+setup, the setup state's finalizer stack, the capture manager's global
+capture, the evaluation of skip marks; and, from pluggy, turning off hook
+implementations in the child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Generator
+from typing import Any
+
+import pytest
+from _pytest.fixtures import TopRequest
+from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
+
+
+def setup_wider_scopes(item: pytest.Item) -> str | None:
+    """Set up collectors and session/package/module/class fixtures, as pytest's setup would.
+
+    Nothing when the item's skip or ``xfail(run=False)`` marks apply: pytest
+    sets up no fixture then. Their output stays in the global capture, for the
+    setup report. Returns pytest's basetemp when the item will use it, created
+    now so that every child shares the one basetemp.
+    """
+    __tracebackhide__ = True
+    if _skipped_by_marks(item):
+        return None
+    capman = _capture_manager(item)
+    if capman is not None:
+        capman.resume_global_capture()
+    state = item.session._setupstate
+    try:
+        state.setup(item.parent)  # type: ignore[arg-type]
+        fixtureinfo = getattr(item, "_fixtureinfo", None)  # Function and DoctestItem have one
+        if fixtureinfo is None:
+            return None
+        # A request of our own, so the item's stays fresh for its setup in the child;
+        # the fixture definitions cache the values the child then finds.
+        request = TopRequest(item, _ispytest=True)  # type: ignore[arg-type]
+        state.stack[item] = ([], None)  # active while the request resolves, as in setup
+        try:
+            for name in fixtureinfo.names_closure:
+                definitions = fixtureinfo.name2fixturedefs.get(name)
+                if definitions and definitions[-1].scope != "function":
+                    request.getfixturevalue(name)
+            if "tmp_path_factory" in fixtureinfo.names_closure:
+                return str(request.getfixturevalue("tmp_path_factory").getbasetemp())
+            return None
+        finally:
+            del state.stack[item]
+    finally:
+        if capman is not None:
+            capman.suspend_global_capture(in_=False)
+
+
+def _skipped_by_marks(item: pytest.Item) -> bool:
+    if evaluate_skip_marks(item) is not None:
+        return True
+    xfailed = evaluate_xfail_marks(item)
+    return xfailed is not None and not xfailed.run
+
+
+def teardown_wider_scopes(
+    item: pytest.Item, nextitem: pytest.Item | None, reraise: tuple[type[BaseException], ...]
+) -> pytest.TestReport | None:
+    """Tear down the scopes that end with this item, as pytest's teardown would."""
+    state = item.session._setupstate
+    needed = nextitem.listchain() if nextitem is not None else []
+    if list(state.stack) == needed[: len(state.stack)]:
+        return None
+    capman = _capture_manager(item)
+    capture: contextlib.AbstractContextManager[None] = (
+        capman.item_capture("teardown", item) if capman is not None else contextlib.nullcontext()
+    )
+    with capture:
+        call = pytest.CallInfo.from_call(
+            lambda: state.teardown_exact(nextitem), when="teardown", reraise=reraise
+        )
+    report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+    return report
+
+
+def leftover_output(item: pytest.Item) -> tuple[str, str]:
+    """What a dead child wrote since its last report: with fd capture it is still there."""
+    capman = _capture_manager(item)
+    if capman is None:
+        return "", ""
+    out, err = capman.read_global_capture()
+    return out, err
+
+
+def drop_inherited_finalizers(item: pytest.Item) -> None:
+    """In the child: the wider scopes' finalizers belong to the parent, which runs them once."""
+    for finalizers, _ in item.session._setupstate.stack.values():
+        finalizers.clear()
+
+
+def renew_request(item: pytest.Item) -> None:
+    """In the child: a re-run item (pytest-rerunfailures) needs a fresh request, as pytest does."""
+    if getattr(item, "_request", True) is False:
+        item._initrequest()  # type: ignore[attr-defined]
+
+
+def teardown_everything_quietly(item: pytest.Item) -> None:
+    """In the child: tear down what the child itself set up and no report covered."""
+    with contextlib.suppress(BaseException):
+        item.session._setupstate.teardown_exact(None)
+
+
+def silence_logreport_except(config: pytest.Config, keep: object) -> None:
+    """In the child: only ``keep`` may see ``pytest_runtest_logreport`` from now on.
+
+    The other implementations report (terminal, junitxml, xdist's channel to its
+    controller): that is the parent's job, once it has the forwarded report.
+    """
+    for impl in config.hook.pytest_runtest_logreport.get_hookimpls():
+        if impl.plugin is not keep:
+            impl.function = _silent_wrapper if impl.hookwrapper or impl.wrapper else _silent  # type: ignore[misc]
+
+
+def _silent(*args: object) -> None:
+    return None
+
+
+def _silent_wrapper(*args: object) -> Generator[None, Any, Any]:
+    return (yield)
+
+
+def restore_subtest_context(report: pytest.TestReport, data: dict[str, Any]) -> None:
+    """Undo the second ``saferepr`` that pytest 9's SubtestContext applies on deserializing.
+
+    Without this a subtest ``(i=1)`` would read ``(i='1')``, unlike an unforked run.
+    """
+    context = getattr(report, "context", None)
+    serialized = data.get("_subtest.context")
+    if context is not None and isinstance(serialized, dict):
+        object.__setattr__(context, "kwargs", serialized["kwargs"])
+
+
+def _capture_manager(item: pytest.Item) -> Any:
+    return item.config.pluginmanager.getplugin("capturemanager")

@@ -1,0 +1,138 @@
+"""What a test emits besides its outcome reaches pytest as if there had been no fork."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def outcome_lines(result: pytest.RunResult) -> list[str]:
+    """The run's output without the lines that differ by run (header, timings)."""
+    return [
+        line
+        for line in result.outlines
+        if not line.startswith(("mountns:", "rootdir", "platform", "plugins", "====="))
+    ]
+
+
+def test_subtests_and_unittest_subtests_fail_their_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import unittest, pytest
+
+def test_with_subtests(request):
+    subtests = request.getfixturevalue("subtests")  # pytest 9's own; an error on pytest 8
+    for i in range(3):
+        with subtests.test(i=i):
+            assert i != 1
+
+class TestCase(unittest.TestCase):
+    def test_sub(self):
+        for i in range(2):
+            with self.subTest(i=i):
+                self.assertEqual(i, 0)
+"""
+    )
+    plain = pytester.runpytest("-rA")
+    isolated = pytester.runpytest("-rA", "--mountns-all")
+    assert outcome_lines(isolated) == outcome_lines(plain)
+    assert plain.ret == isolated.ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_warnings_reach_the_summary_and_honour_filters(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import warnings, pytest
+
+class AppWarning(UserWarning):
+    pass
+
+def test_warns():
+    warnings.warn("old api", DeprecationWarning)
+    warnings.warn("app says", AppWarning)
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_filtered():
+    warnings.warn("not shown", UserWarning)
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_turned_into_an_error():
+    warnings.warn("now an error", RuntimeWarning)
+"""
+    )
+    plain = pytester.runpytest("-W", "error::SyntaxWarning")
+    isolated = pytester.runpytest("-W", "error::SyntaxWarning", "--mountns-all")
+    assert outcome_lines(isolated) == outcome_lines(plain)
+    isolated.assert_outcomes(passed=2, failed=1, warnings=2)
+    isolated.stdout.fnmatch_lines(
+        ["*RuntimeWarning: now an error", "*DeprecationWarning: old api", "*AppWarning: app says"]
+    )
+    assert "not shown" not in isolated.stdout.str()
+
+
+def test_plugins_see_each_report_once_in_pytest_s_process(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+import os
+SEEN = []
+
+def pytest_runtest_logreport(report):
+    SEEN.append((report.when, report.outcome, os.getpid()))
+
+def pytest_sessionfinish(session):
+    with open("seen.txt", "w") as f:
+        f.write(repr(SEEN))
+"""
+    )
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.mountns
+def test_isolated():
+    pass
+"""
+    )
+    pytester.runpytest().assert_outcomes(passed=1)
+    seen = eval((pytester.path / "seen.txt").read_text())
+    assert seen == [(w, "passed", os.getpid()) for w in ("setup", "call", "teardown")]
+
+
+def test_doctests_share_session_fixtures_set_up_once(pytester: pytest.Pytester) -> None:
+    log = pytester.path / "log.txt"
+    pytester.makeconftest(
+        f"""
+import os, pytest
+
+@pytest.fixture(scope="session", autouse=True)
+def session_resource():
+    with open({str(log)!r}, "a") as f:
+        f.write(f"setup {{os.getpid()}}\\n")
+    yield
+    with open({str(log)!r}, "a") as f:
+        f.write(f"teardown {{os.getpid()}}\\n")
+"""
+    )
+    pytester.makepyfile(
+        mod='''
+def double(x):
+    """
+    >>> double(2)
+    4
+    >>> import os; parent = f"/proc/{os.getppid()}/ns/mnt"
+    >>> os.stat("/proc/self/ns/mnt").st_ino != os.stat(parent).st_ino
+    True
+    """
+    return 2 * x
+
+def triple(x):
+    """
+    >>> triple(2)
+    6
+    """
+    return 3 * x
+'''
+    )
+    pytester.runpytest("--doctest-modules", "--mountns-all").assert_outcomes(passed=2)
+    assert log.read_text().split() == ["setup", str(os.getpid()), "teardown", str(os.getpid())]
