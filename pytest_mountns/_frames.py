@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import select
 import struct
 import warnings
 from collections.abc import Iterator
-from typing import BinaryIO
 
 import pytest
 
@@ -71,17 +71,44 @@ class Writer:
             self.send(WARNINGS, json.dumps(entries).encode())
 
 
-def read_frames(channel: BinaryIO) -> Iterator[tuple[int, bytes]]:
-    """Frames until end of file or a torn frame (the writer died mid-write)."""
-    while True:
-        header = channel.read(HEADER.size)
-        if len(header) < HEADER.size:
-            return
-        kind, length = HEADER.unpack(header)
-        payload = channel.read(length)
-        if len(payload) < length:
-            return
-        yield kind, payload
+def read_frames(fd: int, pid: int) -> Iterator[tuple[int, bytes]]:
+    """Frames from the pipe until end of file, or until the child is gone and nothing is left.
+
+    End of file alone is not enough: a process the test forked may hold the
+    write end open long after the child died.
+    """
+    child_gone = _pidfd(pid)
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if child_gone is not None:
+        poller.register(child_gone, select.POLLIN)
+    buffer = bytearray()
+    try:
+        while True:
+            while len(buffer) >= HEADER.size:
+                kind, length = HEADER.unpack_from(buffer)
+                if len(buffer) < HEADER.size + length:
+                    break
+                yield kind, bytes(buffer[HEADER.size : HEADER.size + length])
+                del buffer[: HEADER.size + length]
+            ready = dict(poller.poll())
+            if fd in ready:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    return
+                buffer += chunk
+            elif child_gone in ready:
+                return
+    finally:
+        if child_gone is not None:
+            os.close(child_gone)
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # before Linux 5.3: end of file has to do
+        return None
 
 
 def load_report(config: pytest.Config, payload: bytes) -> pytest.TestReport:

@@ -61,26 +61,27 @@ def _collect(item: pytest.Item, nextitem: pytest.Item | None, pid: int, fd: int)
     ending: tuple[int, bytes] | None = None
     started = time.time()
     try:
-        with open(fd, "rb") as channel:
-            for kind, payload in _frames.read_frames(channel):
-                if kind == _frames.REPORT:
-                    report = _frames.load_report(item.config, payload)
-                    received[report.when] = report
-                    if report.when != "teardown":  # logged once merged with the parent's half
-                        item.ihook.pytest_runtest_logreport(report=report)
-                elif kind == _frames.LOGGED:
-                    report = _frames.load_report(item.config, payload)
+        for kind, payload in _frames.read_frames(fd, pid):
+            if kind == _frames.REPORT:
+                report = _frames.load_report(item.config, payload)
+                received[report.when] = report
+                if report.when != "teardown":  # logged once merged with the parent's half
                     item.ihook.pytest_runtest_logreport(report=report)
-                elif kind == _frames.WARNINGS:
-                    _frames.replay_warnings(payload)
-                else:
-                    ending = (kind, payload)
-                    if kind == _frames.DONE:
-                        break
+            elif kind == _frames.LOGGED:
+                report = _frames.load_report(item.config, payload)
+                item.ihook.pytest_runtest_logreport(report=report)
+            elif kind == _frames.WARNINGS:
+                _frames.replay_warnings(payload)
+            else:
+                ending = (kind, payload)
+                if kind == _frames.DONE:
+                    break
         status = _reap(pid)
     except BaseException:
         _kill(pid)
         raise
+    finally:
+        os.close(fd)
     if ending is not None and ending[0] == _frames.EXIT:
         reason, returncode = json.loads(ending[1])
         pytest.exit(reason, returncode)

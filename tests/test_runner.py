@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import time
+
 import pytest
 
 
@@ -202,3 +207,31 @@ def test_forks_and_its_child_falls_back_into_pytest():
         ("call", "passed"),
         ("teardown", "passed"),
     ]
+
+
+def test_a_crash_is_reported_while_a_grandchild_still_holds_the_pipe(
+    pytester: pytest.Pytester,
+) -> None:
+    pidfile = pytester.path / "grandchild.pid"
+    pytester.makepyfile(
+        f"""
+import os, signal, time, pytest
+
+@pytest.mark.mountns
+def test_forks_then_dies():
+    if os.fork() == 0:  # the grandchild keeps the report pipe's write end open
+        open({str(pidfile)!r}, "w").write(str(os.getpid()))
+        time.sleep(60)
+        os._exit(0)
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    )
+    started = time.monotonic()
+    try:
+        result = pytester.runpytest_subprocess(timeout=30)
+        result.assert_outcomes(failed=1)
+        assert time.monotonic() - started < 20
+    finally:
+        if pidfile.exists():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pidfile.read_text()), signal.SIGKILL)
