@@ -8,6 +8,7 @@ nothing is reported from here. The child always ends with ``os._exit``.
 from __future__ import annotations
 
 import bdb
+import contextlib
 import json
 import os
 import signal
@@ -51,10 +52,32 @@ def main(
     except BaseException:
         writer.send(_frames.ERROR, traceback.format_exc().encode())
     finally:
+        _save_coverage(item.config)
         sys.stdout.flush()
         sys.stderr.flush()
         _linux.flush_c_stdio()
         os._exit(0)
+
+
+def _save_coverage(config: pytest.Config) -> None:
+    """Keep what coverage measured here: ``os._exit`` skips its save at exit.
+
+    Written as a parallel data file, which pytest-cov (or ``coverage combine``)
+    merges with the parent's; so only when one of them will.
+    """
+    coverage = sys.modules.get("coverage")
+    cov = coverage.Coverage.current() if coverage is not None else None
+    if cov is None or not (
+        config.pluginmanager.hasplugin("_cov") or cov.get_option("run:parallel")
+    ):
+        return
+    with contextlib.suppress(Exception):
+        cov.stop()
+        data = coverage.CoverageData(  # type: ignore[union-attr]
+            basename=str(cov.get_option("run:data_file")), suffix=f"mountns.{os.getpid()}"
+        )
+        data.update(cov.get_data())
+        data.write()
 
 
 def run_phases(item: pytest.Item, nextitem: pytest.Item | None, writer: _frames.Writer) -> None:

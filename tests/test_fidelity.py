@@ -136,3 +136,34 @@ def triple(x):
     )
     pytester.runpytest("--doctest-modules", "--mountns-all").assert_outcomes(passed=2)
     assert log.read_text().split() == ["setup", str(os.getpid()), "teardown", str(os.getpid())]
+
+
+def test_coverage_counts_lines_run_only_in_isolated_tests(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        mylib="""
+def only_isolated(x):
+    y = x + 1
+    return y * 2
+
+def only_plain(x):
+    return x - 1
+""",
+        test_cov="""
+import pytest, mylib
+
+@pytest.mark.mountns
+def test_isolated():
+    assert mylib.only_isolated(1) == 4
+
+def test_plain():
+    assert mylib.only_plain(1) == 0
+""",
+    )
+    for extra in ([], ["-n", "2"]):
+        result = pytester.runpytest_subprocess(
+            "--cov=mylib", "--cov-report=term-missing", "-p", "no:cacheprovider", *extra,
+            timeout=120,
+        )  # fmt: skip
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines(["mylib.py * 5 * 0 * 100%"])
+    assert not list(pytester.path.glob(".coverage.*"))
