@@ -268,6 +268,18 @@ def resolve(declaration: Declaration) -> MountPlan:
     return MountPlan(tuple(Tmpfs(target, resolved[target]) for target in ordered))
 
 
+def check_mapped_ids(plan: MountPlan, uid: int, gid: int) -> None:
+    """In a user namespace only the caller's own uid and gid exist; the kernel says EINVAL."""
+    for mount in plan.tmpfs:
+        for key, value, own in (("uid", mount.options.uid, uid), ("gid", mount.options.gid, gid)):
+            if value is not None and value != own:
+                raise DeclarationError(
+                    f"tmpfs[{mount.target!r}] {key}={value}",
+                    f"in a user namespace only your own {key} ({own}) is mapped; "
+                    "drop the option, or run pytest as root",
+                )
+
+
 def _depth(path: str) -> int:
     return path.count("/")
 

@@ -124,6 +124,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         # and before the fork, so nothing is mounted when one is wrong.
         try:
             plan = _spec.resolve(declaration)
+            if availability.user_namespace:
+                _spec.check_mapped_ids(plan, os.getuid(), os.getgid())
         except DeclarationError as error:
             raise _declaration_failure(item, error) from None
         if "isolated_tmpfs" in getattr(item, "fixturenames", ()):

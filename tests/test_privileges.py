@@ -110,6 +110,42 @@ def test_never_skips_naming_the_missing_privilege_and_require_errors(project: Pa
     assert "1 passed, 2 errors" in result.stdout, result.stdout + result.stderr
 
 
+def test_user_namespace_mode_handles_basetemp_read_only_and_foreign_ids(
+    pytester: pytest.Pytester,
+) -> None:
+    os.chmod(pytester.path, 0o755)
+    basetemp = pytester.path / "basetemp"
+    pytester.makepyfile(
+        """
+import os, pytest
+
+def test_a_unisolated(tmp_path):
+    (tmp_path / "a").write_text("a")
+
+@pytest.mark.mountns("/tmp")
+def test_b_tmp_path_under_tmpfs(tmp_path):
+    (tmp_path / "kept").write_text("x")
+    assert os.listdir("/tmp") == [str(tmp_path).split("/")[2]]  # only the way to basetemp
+
+@pytest.mark.mountns(tmpfs={"/tmp": "ro,size=1m"})
+def test_c_read_only():
+    with pytest.raises(OSError):
+        open("/tmp/x", "w")
+
+@pytest.mark.mountns(tmpfs={"/tmp": "uid=12"})
+def test_d_foreign_uid():
+    pass
+"""
+    )
+    result = run(pytester.path, f"--basetemp={basetemp}", prefix=AS_NOBODY)
+    assert "3 passed, 1 error" in result.stdout, result.stdout + result.stderr
+    assert (
+        "test_d_foreign_uid: @pytest.mark.mountns tmpfs['/tmp'] uid=12: in a user namespace "
+        "only your own uid (65534) is mapped"
+    ) in result.stdout
+    assert [p.name for p in basetemp.glob("*/kept")] == ["kept"]
+
+
 @pytest.mark.parametrize("kind", ["user", "mnt"])
 def test_a_namespace_limit_names_the_knob(project: Path, kind: str) -> None:
     """The limit is set in an enclosing user namespace; the inner one still reads the default."""
