@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 
-from . import __version__, _linux, _probe
+from . import __version__, _linux, _mountinfo, _probe
 
 
 def report() -> str:
@@ -28,7 +28,7 @@ def report() -> str:
     )
     for knob, value in _probe.read_knobs().items():
         lines.append(f"  {knob}: {'(not present)' if value is None else value}")
-    lines.append(f"  propagation of /: {_probe.root_propagation()}")
+    lines.append(f"  propagation of /: {_mountinfo.root_propagation()}")
     lines.append("  ways to a mount namespace:")
     for user_namespace, label in ((False, "plain (root)"), (True, "user namespace")):
         failure = _probe.try_namespace(namespace, user_namespace)

@@ -212,20 +212,3 @@ def _cause(
     if message.startswith("mount") and code == errno.EPERM:
         return _APPARMOR_USERNS if user_namespace and apparmor else _POLICY
     return "see 'python -m pytest_mountns' for what this machine allows"
-
-
-def root_propagation() -> str:
-    """The propagation of ``/`` as ``findmnt -o PROPAGATION /`` would say it."""
-    try:
-        with open("/proc/self/mountinfo") as table:
-            lines = [line.split() for line in table]
-    except OSError:
-        return "unknown"
-    for fields in reversed(lines):
-        if len(fields) > 4 and fields[4] == "/":
-            optional = fields[6 : fields.index("-")]
-            kinds = [field.split(":")[0] for field in optional]
-            if "shared" in kinds:
-                return "shared"
-            return "slave" if "master" in kinds else "private"
-    return "unknown"

@@ -11,10 +11,12 @@ import os
 import re
 import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-MARKER_KEYWORDS = ("tmpfs",)
+KINDS = ("tmpfs", "bind", "ro_bind", "readonly", "hide", "overlay")
+MARKER_KEYWORDS = (*KINDS, "propagation")
+PROPAGATIONS = ("private", "slave")
 TMPFS_OPTIONS = ("size", "nr_inodes", "mode", "uid", "gid", "ro", "noexec")
 _ALWAYS_ON = ("nosuid", "nodev")
 _FLAGS = ("ro", "noexec")
@@ -62,68 +64,115 @@ class TmpfsOptions:
 
 
 @dataclass(frozen=True)
-class Tmpfs:
+class Mount:
+    """One declared mount: what goes on ``target`` in the test's namespace."""
+
+    kind: str
     target: str
-    options: TmpfsOptions
+    source: str | None = None
+    """The host path a ``bind`` or ``ro_bind`` shows at the target."""
+    options: TmpfsOptions = TmpfsOptions()
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """An item's markers, merged: target -> mount, and the propagation asked for."""
+
+    mounts: dict[str, Mount] = field(default_factory=dict)
+    propagation: str | None = None
 
 
 @dataclass(frozen=True)
 class MountPlan:
-    """The mounts of one test, parents before children."""
+    """The mounts of one test, checked against the file system, parents before children."""
 
-    tmpfs: tuple[Tmpfs, ...] = ()
+    mounts: tuple[Mount, ...] = ()
+    propagation: str = "private"
 
     def covers(self, path: str) -> bool:
-        """Whether a mount of this plan hides ``path`` or one of its ancestors."""
-        return any(_is_within(path, mount.target) for mount in self.tmpfs)
+        """Whether a mount of this plan is at ``path`` or one of its ancestors."""
+        return any(is_within(path, mount.target) for mount in self.mounts)
 
 
-Declaration = dict[str, TmpfsOptions]
+def parse_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], base: str) -> Declaration:
+    """Turn one ``mountns`` marker's arguments into a declaration.
 
-
-def parse_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any]) -> Declaration:
-    """Turn one ``mountns`` marker's arguments into target -> options."""
+    Relative ``bind``/``ro_bind`` sources resolve against ``base``, the
+    directory of the test's file.
+    """
     unknown = sorted(set(kwargs) - set(MARKER_KEYWORDS))
     if unknown:
+        supported = ", ".join(keyword + "=" for keyword in MARKER_KEYWORDS)
         raise DeclarationError(
-            f"keyword {unknown[0]}=",
-            f"unknown keyword (supported: {', '.join(k + '=' for k in MARKER_KEYWORDS)})",
+            f"keyword {unknown[0]}=", f"unknown keyword (supported: {supported})"
         )
-    declaration: Declaration = {}
+    mounts: dict[str, Mount] = {}
     for value in args:
-        _add(declaration, normalize_path(value, "tmpfs target"), TmpfsOptions())
+        _add(mounts, Mount("tmpfs", normalize_path(value, "tmpfs target")))
     tmpfs = kwargs.get("tmpfs")
-    if tmpfs is None:
-        return declaration
     if isinstance(tmpfs, Mapping):
         for key, options in tmpfs.items():
             target = normalize_path(key, "tmpfs target")
-            _add(declaration, target, parse_tmpfs_options(options, f"tmpfs[{target!r}]"))
-    elif isinstance(tmpfs, (list, tuple)):
-        for value in tmpfs:
-            _add(declaration, normalize_path(value, "tmpfs target"), TmpfsOptions())
-    else:
+            _add(
+                mounts,
+                Mount("tmpfs", target, options=parse_tmpfs_options(options, f"tmpfs[{target!r}]")),
+            )
+    elif tmpfs is not None:
+        for value in _paths(tmpfs, "tmpfs=", "a list of paths or a mapping path -> options"):
+            _add(mounts, Mount("tmpfs", normalize_path(value, "tmpfs target")))
+    for kind in ("bind", "ro_bind"):
+        pairs = kwargs.get(kind)
+        if pairs is None:
+            continue
+        if not isinstance(pairs, Mapping):
+            raise DeclarationError(
+                f"{kind}=", f"must be a mapping target -> source, not {type(pairs).__name__}"
+            )
+        for key, source in pairs.items():
+            target = normalize_path(key, f"{kind} target")
+            _add(
+                mounts,
+                Mount(kind, target, source=source_path(source, f"{kind}[{target!r}] source", base)),
+            )
+    for kind in ("readonly", "hide", "overlay"):
+        paths = kwargs.get(kind)
+        if paths is not None:
+            for value in _paths(paths, f"{kind}=", "a list of paths"):
+                _add(mounts, Mount(kind, normalize_path(value, f"{kind} target")))
+    propagation = kwargs.get("propagation")
+    if propagation is not None and propagation not in PROPAGATIONS:
         raise DeclarationError(
-            "tmpfs=",
-            f"must be a list of paths or a mapping path -> options, not {type(tmpfs).__name__}",
+            f"propagation={propagation!r}", f"must be one of {', '.join(map(repr, PROPAGATIONS))}"
         )
-    return declaration
+    return Declaration(mounts, propagation)
 
 
-def _add(declaration: Declaration, target: str, options: TmpfsOptions) -> None:
-    if declaration.get(target, options) != options:
+def _paths(value: object, argument: str, expected: str) -> list[object]:
+    """A list of paths; a single path is taken as a list of one."""
+    if isinstance(value, (str, os.PathLike)):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    raise DeclarationError(argument, f"must be {expected}, not {type(value).__name__}")
+
+
+def _add(mounts: dict[str, Mount], mount: Mount) -> None:
+    if mounts.get(mount.target, mount) != mount:
         raise DeclarationError(
-            f"tmpfs target {target!r}", "declared twice in one marker with different options"
+            f"{mount.kind} target {mount.target!r}",
+            "declared twice in one marker, differently",
         )
-    declaration[target] = options
+    mounts[mount.target] = mount
 
 
 def merge(closest_first: Iterable[Declaration]) -> Declaration:
     """Merge the declarations of an item's markers; the closest one wins per target."""
-    merged: Declaration = {}
+    mounts: dict[str, Mount] = {}
+    propagation = None
     for declaration in reversed(list(closest_first)):
-        merged.update(declaration)
-    return merged
+        mounts.update(declaration.mounts)
+        propagation = declaration.propagation or propagation
+    return Declaration(mounts, propagation)
 
 
 def normalize_path(value: object, argument: str) -> str:
@@ -141,6 +190,25 @@ def normalize_path(value: object, argument: str) -> str:
     if ".." in path.split("/"):
         raise DeclarationError(f"{argument} {path!r}", "must not contain '..' components")
     return "/" + os.path.normpath(path).lstrip("/")
+
+
+def source_path(value: object, argument: str, base: str) -> str:
+    """A bind source: absolute, or relative to ``base``; it must exist."""
+    if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
+        raise DeclarationError(
+            f"{argument} {value!r}", f"must be a str or os.PathLike, not {type(value).__name__}"
+        )
+    path = os.fspath(value)
+    if not isinstance(path, str) or not path or "\0" in path:
+        raise DeclarationError(f"{argument} {value!r}", "must be a non-empty text path")
+    resolved = os.path.realpath(os.path.join(base, path))
+    if not os.path.exists(resolved):
+        raise DeclarationError(
+            f"{argument} {path!r}",
+            f"does not exist (looked for {resolved!r}; "
+            "relative sources start at the test file's directory)",
+        )
+    return resolved
 
 
 def parse_tmpfs_options(options: object, argument: str) -> TmpfsOptions:
@@ -245,32 +313,36 @@ _FORBIDDEN = {
 def resolve(declaration: Declaration) -> MountPlan:
     """Check every target against the file system and order parents before children.
 
-    Symlinks are resolved, as the kernel would follow them. A target below
-    another declared target need not exist on the host: it is created inside
-    that fresh tmpfs, in the namespace. Nothing on the host is created.
+    Symlinks are resolved, as the kernel would follow them. A target below a
+    declared tmpfs need not exist on the host: it is created inside that
+    fresh tmpfs, in the namespace. Nothing on the host is created.
     """
     real_of: dict[str, str] = {}
-    resolved: dict[str, TmpfsOptions] = {}
-    for target in sorted(declaration, key=_depth):
-        outer = max((t for t in real_of if _is_within(target, t)), key=len, default=None)
+    resolved: dict[str, Mount] = {}
+    for target in sorted(declaration.mounts, key=_depth):
+        mount = declaration.mounts[target]
+        fresh = [
+            t for t in real_of if is_within(target, t) and declaration.mounts[t].kind == "tmpfs"
+        ]
+        outer = max(fresh, key=len, default=None)
         real = os.path.realpath(target) if outer is None else real_of[outer] + target[len(outer) :]
-        argument = f"tmpfs target {target!r}"
+        argument = f"{mount.kind} target {target!r}"
         if real != target:
             argument += f" (resolves to {real!r})"
-        _check_allowed(real, argument)
+        _check_allowed(real, argument, mount.kind)
         if outer is None:
-            _check_directory(real, argument)
-        if resolved.get(real, declaration[target]) != declaration[target]:
-            raise DeclarationError(argument, "names the same directory as another target")
+            _check_target(real, mount, argument)
+        if resolved.get(real, replace(mount, target=real)) != replace(mount, target=real):
+            raise DeclarationError(argument, "names the same path as another target")
         real_of[target] = real
-        resolved[real] = declaration[target]
-    ordered = sorted(resolved, key=_depth)
-    return MountPlan(tuple(Tmpfs(target, resolved[target]) for target in ordered))
+        resolved[real] = replace(mount, target=real)
+    ordered = sorted(resolved.values(), key=lambda mount: _depth(mount.target))
+    return MountPlan(tuple(ordered), declaration.propagation or "private")
 
 
 def check_mapped_ids(plan: MountPlan, uid: int, gid: int) -> None:
     """In a user namespace only the caller's own uid and gid exist; the kernel says EINVAL."""
-    for mount in plan.tmpfs:
+    for mount in plan.mounts:
         for key, value, own in (("uid", mount.options.uid, uid), ("gid", mount.options.gid, gid)):
             if value is not None and value != own:
                 raise DeclarationError(
@@ -284,25 +356,37 @@ def _depth(path: str) -> int:
     return path.count("/")
 
 
-def _check_allowed(path: str, argument: str) -> None:
+def _check_allowed(path: str, argument: str, kind: str) -> None:
+    if kind == "readonly" and path == "/":
+        return  # a read-only root, with writable mounts on top, is a use of its own
     for forbidden, why in _FORBIDDEN.items():
-        inside = forbidden in ("/proc", "/sys") and _is_within(path, forbidden)
+        inside = forbidden in ("/proc", "/sys") and is_within(path, forbidden)
         if path == forbidden or inside:
             raise DeclarationError(argument, f"cannot be a mount target: {forbidden} {why}")
 
 
-def _check_directory(target: str, argument: str) -> None:
+def _check_target(target: str, mount: Mount, argument: str) -> None:
     try:
         mode = os.stat(target).st_mode
     except FileNotFoundError:
         raise DeclarationError(
-            argument, "does not exist (the plugin never creates directories on the host)"
+            argument, "does not exist (the plugin never creates anything on the host)"
         ) from None
     except OSError as error:
         raise DeclarationError(argument, f"cannot be checked: {error.strerror}") from None
-    if not stat.S_ISDIR(mode):
-        raise DeclarationError(argument, "is not a directory (a tmpfs needs a directory)")
+    is_directory = stat.S_ISDIR(mode)
+    if mount.kind in ("tmpfs", "overlay") and not is_directory:
+        raise DeclarationError(argument, f"is not a directory (a {mount.kind} needs a directory)")
+    if mount.kind == "hide" and not (is_directory or stat.S_ISREG(mode)):
+        raise DeclarationError(argument, "is neither a directory nor a regular file")
+    if mount.source is not None and os.path.isdir(mount.source) != is_directory:
+        kinds = ("a directory", "not a directory")
+        raise DeclarationError(
+            argument,
+            f"is {kinds[not is_directory]} but its source {mount.source!r} is "
+            f"{kinds[is_directory]}; a bind needs the same kind on both sides",
+        )
 
 
-def _is_within(path: str, ancestor: str) -> bool:
+def is_within(path: str, ancestor: str) -> bool:
     return path == ancestor or path.startswith(ancestor.rstrip("/") + "/")

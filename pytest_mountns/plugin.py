@@ -12,15 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from . import _namespace, _probe, _runner, _spec
+from . import _mountinfo, _namespace, _probe, _runner, _spec
+from ._imperative import MountNamespace
 from ._spec import DeclarationError, MountPlan, TmpfsOptions
 
 MARKER_HELP = (
-    "mountns(*tmpfs_targets, tmpfs=None): run the test in a forked child with a private "
-    "Linux mount namespace. Each positional path gets a fresh tmpfs; tmpfs= takes a list "
-    "of paths or a mapping path -> options ('size=16m,mode=0700,ro' or "
-    "{'size': '16m', 'mode': 0o700}; options: size, nr_inodes, mode, uid, gid, ro, noexec; "
-    "nosuid,nodev are always on). Closest marker wins per target."
+    "mountns(*tmpfs_targets, tmpfs=None, bind=None, ro_bind=None, readonly=None, hide=None, "
+    "overlay=None, propagation='private'): run the test in a forked child with a private Linux "
+    "mount namespace. Each positional path and tmpfs= entry gets a fresh tmpfs (tmpfs= may map "
+    "path -> options: 'size=16m,mode=0700,ro' or {'size': '16m'}; size, nr_inodes, mode, uid, "
+    "gid, ro, noexec). bind= and ro_bind= map target -> source (relative to the test file). "
+    "readonly= makes paths read-only, hide= makes them empty, overlay= makes writes to them "
+    "vanish. propagation='slave' lets the host's new mounts in. Closest marker wins per target."
 )
 DEFAULT_TMPFS_SIZE = "64m"
 
@@ -97,7 +100,7 @@ def pytest_report_header(config: pytest.Config) -> str:
         state = f"available ({availability.how})"
     else:
         state = f"unavailable: {availability.how}"
-    return f"mountns: isolation {state}; / propagation: {_probe.root_propagation()}"
+    return f"mountns: isolation {state}; / propagation: {_mountinfo.root_propagation()}"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -157,7 +160,7 @@ def _wants_isolation(item: pytest.Item) -> bool:
     return (
         item.config.stash[settings_key].isolate_all
         or item.get_closest_marker("mountns") is not None
-        or "isolated_tmpfs" in getattr(item, "fixturenames", ())
+        or not {"isolated_tmpfs", "mountns"}.isdisjoint(getattr(item, "fixturenames", ()))
     )
 
 
@@ -169,8 +172,10 @@ def _availability(config: pytest.Config) -> _probe.Availability:
 
 def _declaration(item: pytest.Item) -> _spec.Declaration:
     """Parse and merge the item's markers: the closest one wins per target."""
+    base = str(item.path.parent)
     return _spec.merge(
-        _spec.parse_marker(marker.args, marker.kwargs) for marker in item.iter_markers("mountns")
+        _spec.parse_marker(marker.args, marker.kwargs, base)
+        for marker in item.iter_markers("mountns")
     )
 
 
@@ -185,7 +190,9 @@ def _enter(
     keep_visible: Sequence[str],
 ) -> None:
     """Runs in the forked child, before the test's setup."""
-    _namespace.enter_private_namespace(availability.namespace, availability.user_namespace)
+    _namespace.enter_private_namespace(
+        availability.namespace, availability.user_namespace, plan.propagation
+    )
     _namespace.apply(plan, keep_visible)
     item.config.stash[inside_key] = True
 
@@ -210,3 +217,18 @@ def isolated_tmpfs(request: pytest.FixtureRequest) -> Path:
     size = request.config.stash[settings_key].tmpfs_size
     _namespace.mount_tmpfs(mountpoint, TmpfsOptions(size=size, mode=0o700))
     return Path(mountpoint)  # the namespace, and the mount with it, ends with the child
+
+
+@pytest.fixture
+def mountns(request: pytest.FixtureRequest) -> MountNamespace:
+    """Mounts decided inside the test, like ``monkeypatch`` for the file system.
+
+    ``mountns.tmpfs(path, **options)``, ``mountns.bind(source, target,
+    readonly=False)``, ``mountns.readonly(path)``, ``mountns.hide(path)``,
+    ``mountns.overlay(path)``, and ``mountns.mounts()``, the namespace's mount
+    table. Asking for it isolates the test; everything ends with the test.
+    """
+    if not request.config.stash.get(inside_key, False):
+        pytest.fail("the mountns fixture is only available inside an isolated test", pytrace=False)
+    availability = request.config.stash[availability_key]
+    return MountNamespace(str(request.path.parent), availability.user_namespace)

@@ -47,8 +47,23 @@ def test_unknown_option(): pass
 @pytest.mark.mountns(42)
 def test_wrong_type(): pass
 
-@pytest.mark.mountns(bind={{"/a": "/b"}})
+@pytest.mark.mountns(frobnicate={{"/a": "/b"}})
 def test_unknown_keyword(): pass
+
+@pytest.mark.mountns(bind={{{str(pytester.path / "dir")!r}: "no-such-source"}})
+def test_missing_bind_source(): pass
+
+@pytest.mark.mountns(ro_bind={{{str(pytester.path / "dir")!r}: "file"}})
+def test_bind_kind_mismatch(): pass
+
+@pytest.mark.mountns(overlay=[{str(pytester.path / "file")!r}])
+def test_overlay_on_a_file(): pass
+
+@pytest.mark.mountns(hide=["/"])
+def test_hide_root(): pass
+
+@pytest.mark.mountns(propagation="shared")
+def test_bad_propagation(): pass
 
 def test_ordinary_tests_still_run(): pass
 
@@ -59,7 +74,7 @@ def test_good_isolated_tests_still_run(): pass
     before = mount_table()
     result = pytester.runpytest("-rE")
     assert mount_table() == before
-    result.assert_outcomes(passed=2, errors=14)
+    result.assert_outcomes(passed=2, errors=19)
     result.stdout.fnmatch_lines_random(
         [
             "*::test_relative: @pytest.mark.mountns tmpfs target 'relative/dir': must be an abs*",
@@ -72,7 +87,14 @@ def test_good_isolated_tests_still_run(): pass
             "*::test_size?banana?: *size='banana': must be a positive number*",
             "*::test_unknown_option: *tmpfs[[]'*dir'] frobnicate: unknown option*",
             "*::test_wrong_type: *tmpfs target 42: must be a str or os.PathLike, not int*",
-            "*::test_unknown_keyword: *keyword bind=: unknown keyword*",
+            "*::test_unknown_keyword: *keyword frobnicate=: unknown keyword*",
+            "*::test_missing_bind_source: *bind[[]'*dir'] source 'no-such-source': does not exist"
+            " (looked for '*no-such-source'; relative sources start at the test file's*",
+            "*::test_bind_kind_mismatch: *ro_bind target '*dir': is a directory but its source"
+            " '*file' is not a directory*",
+            "*::test_overlay_on_a_file: *overlay target '*file': is not a directory*",
+            "*::test_hide_root: *hide target '/': cannot be a mount target*",
+            "*::test_bad_propagation: *propagation='shared': must be one of 'private', 'slave'",
         ]
     )
     assert not missing.exists()

@@ -272,7 +272,11 @@ def test_marked():
 
 def test_markers_help_and_report_header(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.mountns(*tmpfs_targets, tmpfs=None): *"])
+    signature = (
+        "@pytest.mark.mountns(*tmpfs_targets, tmpfs=None, bind=None, ro_bind=None, "
+        "readonly=None, hide=None, overlay=None, propagation='private'): *"
+    )
+    result.stdout.fnmatch_lines([signature])
     pytester.makepyfile("def test_x(): pass")
     result = pytester.runpytest()
     findmnt = ["findmnt", "--noheadings", "--output", "PROPAGATION", "/"]

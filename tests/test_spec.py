@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from pytest_mountns._spec import (
+    Declaration,
     DeclarationError,
+    Mount,
     TmpfsOptions,
     merge,
     parse_amount,
@@ -20,16 +22,20 @@ from pytest_mountns._spec import (
 
 def reason_of(args: tuple[object, ...] = (), **kwargs: object) -> str:
     with pytest.raises(DeclarationError) as excinfo:
-        resolve(parse_marker(args, kwargs))
+        resolve(parse_marker(args, kwargs, base="/"))
     return str(excinfo.value)
+
+
+def tmpfs(target: str, **options: object) -> Mount:
+    return Mount("tmpfs", target, options=TmpfsOptions(**options))  # type: ignore[arg-type]
 
 
 def test_positional_and_list_targets_get_default_tmpfs(tmp_path: Path) -> None:
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir()
     b.mkdir()
-    declaration = parse_marker((str(a),), {"tmpfs": [b]})
-    assert declaration == {str(a): TmpfsOptions(), str(b): TmpfsOptions()}
+    declaration = parse_marker((str(a),), {"tmpfs": [b]}, base="/")
+    assert declaration.mounts == {str(a): tmpfs(str(a)), str(b): tmpfs(str(b))}
 
 
 def test_option_string_and_dict_forms_agree() -> None:
@@ -150,42 +156,63 @@ def test_file_target_is_refused(tmp_path: Path) -> None:
 def test_symlink_target_resolves_and_error_names_both(tmp_path: Path) -> None:
     (tmp_path / "real").mkdir()
     (tmp_path / "link").symlink_to(tmp_path / "real")
-    plan = resolve(parse_marker((str(tmp_path / "link"),), {}))
-    assert [m.target for m in plan.tmpfs] == [str(tmp_path / "real")]
+    plan = resolve(parse_marker((str(tmp_path / "link"),), {}, base="/"))
+    assert [m.target for m in plan.mounts] == [str(tmp_path / "real")]
     (tmp_path / "proc-link").symlink_to("/proc")
     message = reason_of((str(tmp_path / "proc-link"),))
     assert "resolves to '/proc'" in message
 
 
 def test_pathlike_and_trailing_slashes_are_normalized(tmp_path: Path) -> None:
-    declaration = parse_marker((tmp_path, f"{tmp_path}//"), {})
-    assert list(declaration) == [str(tmp_path)]
+    declaration = parse_marker((tmp_path, f"{tmp_path}//"), {}, base="/")
+    assert list(declaration.mounts) == [str(tmp_path)]
 
 
-def test_unknown_keyword_and_wrong_tmpfs_type() -> None:
-    assert "unknown keyword" in reason_of(bind={"/a": "/b"})
-    assert "list of paths or a mapping" in reason_of(tmpfs="/tmp")
+def test_unknown_keyword_and_wrong_shapes() -> None:
+    assert "unknown keyword" in reason_of(frobnicate={"/a": "/b"})
+    assert "list of paths or a mapping" in reason_of(tmpfs=42)
+    assert "must be a mapping target -> source" in reason_of(bind=["/a"])
+    assert "must be a list of paths" in reason_of(readonly={"/a": 1})
+
+
+def test_a_single_path_counts_as_a_list(tmp_path: Path) -> None:
+    declaration = parse_marker((), {"readonly": tmp_path, "tmpfs": str(tmp_path / "x")}, "/")
+    assert declaration.mounts[str(tmp_path)].kind == "readonly"
 
 
 def test_conflicting_duplicate_in_one_marker(tmp_path: Path) -> None:
-    message = reason_of((str(tmp_path),), tmpfs={str(tmp_path): "size=1m"})
-    assert "declared twice" in message
+    assert "declared twice" in reason_of((str(tmp_path),), tmpfs={str(tmp_path): "size=1m"})
+    assert "declared twice" in reason_of((str(tmp_path),), hide=[str(tmp_path)])
 
 
-def test_closest_marker_wins_per_target() -> None:
-    function = {"/a": TmpfsOptions(size="1m")}
-    klass = {"/a": TmpfsOptions(size="2m"), "/b": TmpfsOptions()}
-    module = {"/b": TmpfsOptions(size="3m"), "/c": TmpfsOptions()}
-    assert merge([function, klass, module]) == {
-        "/a": TmpfsOptions(size="1m"),
-        "/b": TmpfsOptions(),
-        "/c": TmpfsOptions(),
-    }
+def test_bind_sources_resolve_against_the_test_file_directory(tmp_path: Path) -> None:
+    (tmp_path / "data").mkdir()
+    (tmp_path / "target").mkdir()
+    declaration = parse_marker((), {"ro_bind": {str(tmp_path / "target"): "data"}}, str(tmp_path))
+    plan = resolve(declaration)
+    assert plan.mounts == (Mount("ro_bind", str(tmp_path / "target"), str(tmp_path / "data")),)
+
+
+def test_readonly_may_take_the_root_other_kinds_may_not() -> None:
+    assert resolve(parse_marker((), {"readonly": ["/"]}, "/")).mounts == (Mount("readonly", "/"),)
+    for kind in ("hide", "overlay"):
+        assert "cannot be a mount target" in reason_of(**{kind: ["/"]})
+    assert "cannot be a mount target" in reason_of(readonly=["/proc"])
+
+
+def test_closest_marker_wins_per_target_whatever_its_kind() -> None:
+    function = Declaration({"/a": tmpfs("/a", size="1m")})
+    klass = Declaration({"/a": tmpfs("/a", size="2m"), "/b": Mount("hide", "/b")}, "slave")
+    module = Declaration({"/b": tmpfs("/b", size="3m"), "/c": Mount("readonly", "/c")}, "private")
+    assert merge([function, klass, module]) == Declaration(
+        {"/a": tmpfs("/a", size="1m"), "/b": Mount("hide", "/b"), "/c": Mount("readonly", "/c")},
+        "slave",
+    )
 
 
 def test_parents_before_children_and_nested_targets_need_not_exist(tmp_path: Path) -> None:
     inner = tmp_path / "not" / "yet"
-    plan = resolve(parse_marker((str(inner), str(tmp_path)), {}))
-    assert [m.target for m in plan.tmpfs] == [str(tmp_path), str(inner)]
+    plan = resolve(parse_marker((str(inner), str(tmp_path)), {}, base="/"))
+    assert [m.target for m in plan.mounts] == [str(tmp_path), str(inner)]
     assert not (tmp_path / "not").exists()
     assert plan.covers(str(tmp_path / "x")) and not plan.covers(os.path.dirname(tmp_path))

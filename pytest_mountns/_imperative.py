@@ -1,0 +1,72 @@
+"""The ``mountns`` fixture's object: mounts decided inside the test, like ``monkeypatch``.
+
+Each call is checked as a marker's declaration would be, then mounted at
+once in the test's own namespace, which ends with the test.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import _linux, _mountinfo, _namespace, _spec
+from ._mountinfo import MountEntry
+from ._spec import Declaration, Mount
+
+
+class MountNamespace:
+    """The isolated test's mount namespace. Relative sources start at the test file's directory."""
+
+    def __init__(self, base: str, user_namespace: bool) -> None:
+        self._base = base
+        self._user_namespace = user_namespace
+
+    def tmpfs(self, path: str | os.PathLike[str], **options: object) -> Path:
+        """A fresh tmpfs on ``path``, with options as a marker takes them (``size="16m"``)."""
+        target = _spec.normalize_path(path, "mountns.tmpfs path")
+        parsed = _spec.parse_tmpfs_options(options, f"mountns.tmpfs({target!r})")
+        return self._mount(Mount("tmpfs", target, options=parsed))
+
+    def bind(
+        self,
+        source: str | os.PathLike[str],
+        target: str | os.PathLike[str],
+        readonly: bool = False,
+    ) -> Path:
+        """Show ``source`` at ``target``; writes reach ``source`` unless ``readonly``."""
+        kind = "ro_bind" if readonly else "bind"
+        where = _spec.normalize_path(target, "mountns.bind target")
+        origin = _spec.source_path(source, "mountns.bind source", self._base)
+        return self._mount(Mount(kind, where, source=origin))
+
+    def readonly(self, path: str | os.PathLike[str]) -> Path:
+        """Make ``path`` and every mount below it read-only."""
+        return self._mount(Mount("readonly", _spec.normalize_path(path, "mountns.readonly path")))
+
+    def hide(self, path: str | os.PathLike[str]) -> Path:
+        """Make a directory look empty, or a file look empty; read-only either way."""
+        return self._mount(Mount("hide", _spec.normalize_path(path, "mountns.hide path")))
+
+    def overlay(self, path: str | os.PathLike[str]) -> Path:
+        """Copy-on-write over a directory: the test sees its writes, the host none of them."""
+        return self._mount(Mount("overlay", _spec.normalize_path(path, "mountns.overlay path")))
+
+    def mounts(self) -> list[MountEntry]:
+        """This namespace's mount table, parsed."""
+        return _mountinfo.read()
+
+    def _mount(self, mount: Mount) -> Path:
+        try:
+            plan = _spec.resolve(Declaration({mount.target: mount}))
+            if self._user_namespace:
+                _spec.check_mapped_ids(plan, os.getuid(), os.getgid())
+        except _spec.DeclarationError as error:
+            method = "bind" if mount.kind == "ro_bind" else mount.kind
+            raise _spec.DeclarationError(
+                f"mountns.{method}: {error.argument}", error.reason
+            ) from None
+        [resolved] = plan.mounts
+        _namespace.apply_one(resolved)
+        if resolved.kind == "tmpfs" and resolved.options.ro:
+            _linux.make_readonly_recursively(resolved.target)
+        return Path(resolved.target)

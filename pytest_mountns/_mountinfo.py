@@ -1,0 +1,63 @@
+"""Reading ``/proc/self/mountinfo`` into typed entries. Standard library only."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One mount of a namespace, as ``findmnt`` would show it."""
+
+    mountpoint: str
+    fstype: str
+    source: str
+    options: tuple[str, ...]
+    """Per-mount options (``ro``, ``nosuid``...) then the file system's own (``size=...``)."""
+    propagation: str
+    """``shared``, ``slave``, ``private`` or ``unbindable``."""
+
+
+def read(path: str = "/proc/self/mountinfo") -> list[MountEntry]:
+    with open(path) as table:
+        return [_parse(line) for line in table if line.strip()]
+
+
+def _parse(line: str) -> MountEntry:
+    fields = line.split()
+    separator = fields.index("-")
+    optional = [field.split(":")[0] for field in fields[6:separator]]
+    if "shared" in optional:
+        propagation = "shared"
+    elif "master" in optional:
+        propagation = "slave"
+    elif "unbindable" in optional:
+        propagation = "unbindable"
+    else:
+        propagation = "private"
+    options = fields[5].split(",")
+    options += [o for o in fields[separator + 3].split(",") if o not in options]
+    return MountEntry(
+        mountpoint=_unescape(fields[4]),
+        fstype=fields[separator + 1],
+        source=_unescape(fields[separator + 2]),
+        options=tuple(options),
+        propagation=propagation,
+    )
+
+
+def _unescape(field: str) -> str:
+    return _ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
+
+
+def root_propagation() -> str:
+    """The propagation of ``/`` as ``findmnt -o PROPAGATION /`` would say it."""
+    try:
+        entries = read()
+    except OSError:
+        return "unknown"
+    roots = [entry for entry in entries if entry.mountpoint == "/"]
+    return roots[-1].propagation if roots else "unknown"
