@@ -5,6 +5,7 @@ The suite itself never unshares: every call here happens in a throwaway child.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import pickle
@@ -130,3 +131,32 @@ def test_a_probe_refused_by_policy_skips_with_the_reason(pytester: pytest.Pytest
     result.stdout.fnmatch_lines(
         ["SKIPPED*: mount(None, REC|PRIVATE): Permission denied on / (EACCES); an AppArmor*"]
     )
+
+
+def test_read_only_falls_back_to_remounts_before_linux_5_12(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without mount_setattr (ENOSYS, injected), each mount is remounted keeping its flags."""
+    (tmp_path / "sub").mkdir()
+
+    def no_mount_setattr(*args: object) -> int:
+        ctypes.set_errno(errno.ENOSYS)
+        return -1
+
+    monkeypatch.setattr(_linux, "_syscall", no_mount_setattr)
+
+    def make_read_only_and_probe() -> tuple[int, list[str]]:
+        _linux.mount(str(tmp_path), str(tmp_path), None, _linux.MountFlag.BIND)
+        _namespace.mount_tmpfs(str(tmp_path / "sub"), TmpfsOptions(size="1m"))
+        _linux.make_readonly_recursively(str(tmp_path))
+        try:
+            open(tmp_path / "sub" / "x", "w").close()
+        except OSError as error:
+            refused = error.errno
+        with open("/proc/self/mountinfo") as table:
+            lines = [line for line in table if f" {tmp_path}/sub " in line]
+        return refused, lines[-1].split()[5].split(",")
+
+    refused, flags = in_child(enter_and(make_read_only_and_probe))  # type: ignore[misc]
+    assert refused == errno.EROFS
+    assert {"ro", "nosuid", "nodev"} <= set(flags)
