@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import bdb
 import contextlib
+import faulthandler
 import json
 import os
 import signal
@@ -20,7 +21,14 @@ from typing import NoReturn
 
 import pytest
 
-from . import _frames, _internals, _linux
+from . import _frames, _internals, _linux, _processes
+
+STACKS_SIGNAL = signal.SIGRTMIN + 4
+"""Asks a child that overran its timeout to write its Python stacks."""
+
+
+class LeftoverProcessWarning(pytest.PytestWarning):
+    """An isolated test left processes running; pytest-mountns killed them."""
 
 
 def main(
@@ -29,12 +37,16 @@ def main(
     enter: Callable[[], None],
     fd: int,
     parent_pid: int,
+    stacks_fd: int,
 ) -> NoReturn:
     writer = _frames.Writer(fd)
     try:
         _linux.set_parent_death_signal(signal.SIGKILL)
         if os.getppid() != parent_pid:
             os._exit(1)
+        _linux.become_subreaper()
+        if stacks_fd != -1:
+            faulthandler.register(STACKS_SIGNAL, file=stacks_fd, all_threads=True)
         _internals.drop_inherited_finalizers(item)
         _internals.renew_request(item)
         _ChildHooks.install(item.config, enter, writer)
@@ -98,6 +110,21 @@ def run_phases(item: pytest.Item, nextitem: pytest.Item | None, writer: _frames.
     _internals.teardown_everything_quietly(item)
 
 
+def warn_about_leftovers(item: pytest.Item, killed: list[str]) -> None:
+    """Tell the run, in its warnings summary, which processes a test left and we killed."""
+    if killed:
+        path, line, _ = item.location
+        warnings.warn_explicit(
+            LeftoverProcessWarning(
+                f"mountns: killed {len(killed)} process(es) the test left running: "
+                + "; ".join(killed)
+            ),
+            LeftoverProcessWarning,
+            path,
+            (line or 0) + 1,
+        )
+
+
 def reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
     """What ends the session instead of failing the test, as in pytest's own protocol."""
     if config.getoption("usepdb", False):
@@ -149,6 +176,11 @@ class _ChildHooks:
         except OSError as error:
             message = f"mountns: could not set up the isolated namespace: {error}"
         pytest.fail(message, pytrace=False)
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
+        """After the test's own teardown: end whatever it left running, daemons included."""
+        warn_about_leftovers(item, _processes.end_descendants())
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

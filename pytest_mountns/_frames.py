@@ -13,6 +13,7 @@ import json
 import os
 import select
 import struct
+import time
 import warnings
 from collections.abc import Iterator
 
@@ -21,6 +22,8 @@ import pytest
 from . import _internals
 
 HEADER = struct.Struct("!BI")
+MAX_SECTION = 4 << 20
+"""Captured output kept per report section, in characters."""
 
 REPORT = ord("R")
 """A phase's report (setup, call, teardown)."""
@@ -53,6 +56,7 @@ class Writer:
             data = data[os.write(self.fd, data) :]
 
     def send_report(self, kind: int, config: pytest.Config, report: pytest.TestReport) -> None:
+        report.sections = [(title, bounded(content)) for title, content in report.sections]
         data = config.hook.pytest_report_to_serializable(config=config, report=report)
         self.send(kind, json.dumps(data, default=repr).encode())
 
@@ -71,11 +75,20 @@ class Writer:
             self.send(WARNINGS, json.dumps(entries).encode())
 
 
-def read_frames(fd: int, pid: int) -> Iterator[tuple[int, bytes]]:
+def bounded(text: str) -> str:
+    """At most ``MAX_SECTION`` characters of captured output, with a visible marker past it."""
+    if len(text) <= MAX_SECTION:
+        return text
+    dropped = len(text) - MAX_SECTION
+    return f"{text[:MAX_SECTION]}\n[pytest-mountns: {dropped} more characters not kept]\n"
+
+
+def read_frames(fd: int, pid: int, deadline: float | None) -> Iterator[tuple[int, bytes]]:
     """Frames from the pipe until end of file, or until the child is gone and nothing is left.
 
     End of file alone is not enough: a process the test forked may hold the
-    write end open long after the child died.
+    write end open long after the child died. Past ``deadline`` (a
+    ``time.monotonic()`` value) it raises ``TimeoutError``.
     """
     child_gone = _pidfd(pid)
     poller = select.poll()
@@ -91,7 +104,10 @@ def read_frames(fd: int, pid: int) -> Iterator[tuple[int, bytes]]:
                     break
                 yield kind, bytes(buffer[HEADER.size : HEADER.size + length])
                 del buffer[: HEADER.size + length]
-            ready = dict(poller.poll())
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            ready = dict(poller.poll(None if wait is None else int(wait * 1000) + 1))
+            if not ready:
+                raise TimeoutError
             if fd in ready:
                 chunk = os.read(fd, 1 << 20)
                 if not chunk:

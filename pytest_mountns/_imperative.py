@@ -68,5 +68,5 @@ class MountNamespace:
         [resolved] = plan.mounts
         _namespace.apply_one(resolved)
         if resolved.kind == "tmpfs" and resolved.options.ro:
-            _linux.make_readonly_recursively(resolved.target)
+            _linux.set_readonly(resolved.target)
         return Path(resolved.target)

@@ -40,6 +40,7 @@ class MountFlag(enum.IntFlag):
 
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 CAP_SYS_ADMIN = 21
 MNT_DETACH = 2
 AT_FDCWD = -100
@@ -122,14 +123,14 @@ def umount(target: str, flags: int = 0) -> None:
     _check(_umount2(os.fsencode(target), flags), "umount2", target)
 
 
-def make_readonly_recursively(target: str) -> None:
-    """Set read-only on every mount at and below ``target``, changing nothing else.
+def set_readonly(target: str, readonly: bool = True) -> None:
+    """Set (or clear) read-only on every mount at and below ``target``, changing nothing else.
 
     ``mount_setattr`` leaves the other flags alone, so the flags a user
     namespace locks (nosuid, nodev, atime) need no care. Before Linux 5.12,
     each mount is remounted with the flags it has.
     """
-    attr = _MountAttr(attr_set=MOUNT_ATTR_RDONLY)
+    attr = _MountAttr(**{"attr_set" if readonly else "attr_clr": MOUNT_ATTR_RDONLY})
     result = _syscall(
         ctypes.c_long(SYS_MOUNT_SETATTR),
         ctypes.c_int(AT_FDCWD),
@@ -139,9 +140,10 @@ def make_readonly_recursively(target: str) -> None:
         ctypes.c_size_t(ctypes.sizeof(attr)),
     )
     if result == -1 and ctypes.get_errno() == errno.ENOSYS:
-        _remount_readonly_one_by_one(target)
+        _remount_one_by_one(target, readonly)
         return
-    _check(result, "mount_setattr(MOUNT_ATTR_RDONLY, AT_RECURSIVE)", target)
+    change = "MOUNT_ATTR_RDONLY" if readonly else "clear MOUNT_ATTR_RDONLY"
+    _check(result, f"mount_setattr({change}, AT_RECURSIVE)", target)
 
 
 _STATVFS_TO_MOUNT = {
@@ -154,12 +156,12 @@ _STATVFS_TO_MOUNT = {
 }
 
 
-def _remount_readonly_one_by_one(target: str) -> None:
+def _remount_one_by_one(target: str, readonly: bool) -> None:
     prefix = target.rstrip("/") + "/"
     points = [entry.mountpoint for entry in _mountinfo.read()]
     for point in dict.fromkeys(p for p in points if p == target or p.startswith(prefix)):
         kept = os.statvfs(point).f_flag
-        flags = MountFlag.REMOUNT | MountFlag.BIND | MountFlag.RDONLY
+        flags = MountFlag.REMOUNT | MountFlag.BIND | (MountFlag.RDONLY if readonly else 0)
         for statvfs_flag, mount_flag in _STATVFS_TO_MOUNT.items():
             if kept & statvfs_flag:
                 flags |= mount_flag
@@ -168,6 +170,11 @@ def _remount_readonly_one_by_one(target: str) -> None:
 
 def set_parent_death_signal(sig: signal.Signals) -> None:
     _check(_prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
+
+
+def become_subreaper() -> None:
+    """Adopt the orphans of every descendant, so none escapes by double-forking."""
+    _check(_prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
 def flush_c_stdio() -> None:

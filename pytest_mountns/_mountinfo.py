@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import re
 from dataclasses import dataclass
 
@@ -61,3 +62,27 @@ def root_propagation() -> str:
         return "unknown"
     roots = [entry for entry in entries if entry.mountpoint == "/"]
     return roots[-1].propagation if roots else "unknown"
+
+
+def snapshot() -> str:
+    """The mount table as text, to compare whole entries: mount IDs alone are reused."""
+    with open("/proc/self/mountinfo") as table:
+        return table.read()
+
+
+def changes_since(before: str) -> str | None:
+    """What appeared in or vanished from the mount table since ``before``, or None."""
+    after = snapshot()
+    if after == before:
+        return None
+    old, new = collections.Counter(before.splitlines()), collections.Counter(after.splitlines())
+    lines = [f"  + {_brief(line)}" for line in (new - old).elements()]
+    lines += [f"  - {_brief(line)}" for line in (old - new).elements()]
+    if not lines:  # the same entries in another order
+        return None
+    return "\n".join(lines)
+
+
+def _brief(line: str) -> str:
+    entry = _parse(line)
+    return f"{entry.mountpoint} ({entry.fstype} from {entry.source}, {entry.propagation})"

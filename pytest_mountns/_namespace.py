@@ -64,13 +64,15 @@ def apply(plan: MountPlan, keep_visible: Sequence[str] = ()) -> None:
         apply_one(mount)
         if mount.kind == "tmpfs":
             fresh.append(mount.target)
-    for path, fd in kept:
-        os.makedirs(path, exist_ok=True)
-        _linux.mount(f"/proc/self/fd/{fd}", path, None, MountFlag.BIND | MountFlag.REC)
-        os.close(fd)
+    for path, _ in kept:
+        os.makedirs(path, exist_ok=True)  # while every tmpfs is still writable
     for mount in plan.mounts:
         if mount.kind == "tmpfs" and mount.options.ro:
-            _linux.make_readonly_recursively(mount.target)
+            _linux.set_readonly(mount.target)
+    for path, fd in kept:
+        _linux.mount(f"/proc/self/fd/{fd}", path, None, MountFlag.BIND | MountFlag.REC)
+        os.close(fd)
+        _linux.set_readonly(path, False)  # writable even below a read-only mount
     if plan.covers(cwd):
         _reenter(cwd, plan)
 
@@ -83,7 +85,9 @@ def apply_one(mount: Mount) -> None:
     elif mount.kind in ("bind", "ro_bind"):
         assert mount.source is not None
         _linux.mount(mount.source, target, None, MountFlag.BIND | MountFlag.REC)
-    elif mount.kind == "readonly":
+    elif mount.kind == "readonly" and target != "/":
+        # Its own mount, so that only this subtree turns read-only. (A bind on "/"
+        # would never be seen: a process's root stays the mount it started on.)
         _linux.mount(target, target, None, MountFlag.BIND | MountFlag.REC)
     elif mount.kind == "hide" and os.path.isdir(target):
         mount_tmpfs(target, TmpfsOptions(size="4k", nr_inodes="16", mode=0o755))
@@ -92,7 +96,7 @@ def apply_one(mount: Mount) -> None:
     elif mount.kind == "overlay":
         _overlay(target)
     if mount.kind in ("ro_bind", "readonly", "hide"):
-        _linux.make_readonly_recursively(target)
+        _linux.set_readonly(target)
 
 
 def _hide_file(target: str) -> None:

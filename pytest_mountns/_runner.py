@@ -1,7 +1,7 @@
-"""Pytest's side of the fork: fork a child per test, log what it sends, report its death.
+"""Pytest's side of the fork: fork a child per test, log what it sends, report its end.
 
-It knows nothing of mounts: the plugin hands it a ``prepare`` callable that
-returns what the child runs before the test's setup.
+It knows nothing of mounts: the plugin's ``prepare`` returns an ``Isolation``,
+what the child runs before the test's setup and what to check once it is gone.
 """
 
 from __future__ import annotations
@@ -12,16 +12,26 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 
-from . import _child, _frames, _internals, _linux
-
-Prepare = Callable[[str | None], Callable[[], None]]
-"""Called once the wider scopes are set up, with pytest's basetemp if the test
-uses it; returns what the child calls before the test's setup."""
+from . import _child, _frames, _internals, _linux, _processes
 
 _OUTCOMES = (Exception, pytest.skip.Exception, pytest.fail.Exception)
+
+
+@dataclass(frozen=True)
+class Isolation:
+    enter: Callable[[], None]
+    """Runs in the child before the test's setup."""
+    check: Callable[[], str | None]
+    """Runs here once the child is gone: a reason to fail the test, or None."""
+    timeout: float | None = None
+
+
+Prepare = Callable[[str | None], Isolation]
+"""Called once the wider scopes are set up, with pytest's basetemp if the test uses it."""
 
 
 def run_isolated(
@@ -35,33 +45,53 @@ def run_isolated(
     without isolation.
     """
     try:
-        enter = prepare(_internals.setup_wider_scopes(item))
+        isolation = prepare(_internals.setup_wider_scopes(item))
     except _OUTCOMES as error:
         return error
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    _linux.become_subreaper()  # so what a dead child leaves behind comes back here
+    own_children = set(_processes.children())
     sys.stdout.flush()
     sys.stderr.flush()
     _linux.flush_c_stdio()
     read_fd, write_fd = os.pipe()
+    stacks_read, stacks_write = os.pipe() if isolation.timeout else (-1, -1)
     parent_pid = os.getpid()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        _child.main(item, nextitem, enter, write_fd, parent_pid)
+        if stacks_read != -1:
+            os.close(stacks_read)
+        _child.main(item, nextitem, isolation.enter, write_fd, parent_pid, stacks_write)
     os.close(write_fd)
-    _collect(item, nextitem, pid, read_fd)
+    if stacks_write != -1:
+        os.close(stacks_write)
+    try:
+        _collect(item, nextitem, pid, read_fd, stacks_read, isolation, own_children)
+    finally:
+        if stacks_read != -1:
+            os.close(stacks_read)
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return None
 
 
-def _collect(item: pytest.Item, nextitem: pytest.Item | None, pid: int, fd: int) -> None:
+def _collect(
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    pid: int,
+    fd: int,
+    stacks_fd: int,
+    isolation: Isolation,
+    own_children: set[int],
+) -> None:
     """Log the child's reports as they come, then reap it and fill in what it never sent."""
     received: dict[str, pytest.TestReport] = {}
     ending: tuple[int, bytes] | None = None
     started = time.time()
+    deadline = time.monotonic() + isolation.timeout if isolation.timeout else None
     try:
-        for kind, payload in _frames.read_frames(fd, pid):
+        for kind, payload in _frames.read_frames(fd, pid, deadline):
             if kind == _frames.REPORT:
                 report = _frames.load_report(item.config, payload)
                 received[report.when] = report
@@ -76,35 +106,95 @@ def _collect(item: pytest.Item, nextitem: pytest.Item | None, pid: int, fd: int)
                 ending = (kind, payload)
                 if kind == _frames.DONE:
                     break
-        status = _reap(pid)
+    except TimeoutError:
+        stacks = _ask_for_stacks(pid, stacks_fd)
+        _kill_tree(pid)
+        detail = f"timed out after {isolation.timeout:g}s"
+        _report_death(item, received, detail, stacks, started)
     except BaseException:
-        _kill(pid)
+        _kill_tree(pid)
+        _end_leftovers(item, own_children)
         raise
+    else:
+        status = _reap(pid)
+        if ending is not None and ending[0] == _frames.EXIT:
+            _end_leftovers(item, own_children)
+            reason, returncode = json.loads(ending[1])
+            pytest.exit(reason, returncode)
+        if ending is not None and ending[0] == _frames.INTERRUPT:
+            _end_leftovers(item, own_children)
+            raise KeyboardInterrupt
+        if ending is None or ending[0] != _frames.DONE:
+            detail = ending[1].decode(errors="replace") if ending is not None else ""
+            _report_death(item, received, _describe(status, detail), detail, started)
     finally:
         os.close(fd)
-    if ending is not None and ending[0] == _frames.EXIT:
-        reason, returncode = json.loads(ending[1])
-        pytest.exit(reason, returncode)
-    if ending is not None and ending[0] == _frames.INTERRUPT:
-        raise KeyboardInterrupt
-    if ending is None or ending[0] != _frames.DONE:
-        detail = ending[1].decode(errors="replace") if ending is not None else ""
-        _report_crash(item, received, status, detail, started)
+    _end_leftovers(item, own_children)
+    problem = isolation.check()  # before the parent's teardown, which may unmount what it mounted
     if item.session.shouldfail or item.session.shouldstop:
         nextitem = None
     reraise = _child.reraised(item.config)
     parent_half = _internals.teardown_wider_scopes(item, nextitem, reraise)
-    item.ihook.pytest_runtest_logreport(report=_merge_teardown(received["teardown"], parent_half))
+    teardown = _merge_teardown(received["teardown"], parent_half)
+    if problem is not None:
+        now = time.time()
+        teardown = _merge_teardown(
+            teardown, _make_report(item, "teardown", "failed", problem, [], now, now)
+        )
+    item.ihook.pytest_runtest_logreport(report=teardown)
 
 
-def _report_crash(
+def _ask_for_stacks(pid: int, stacks_fd: int) -> str:
+    """Have the child's faulthandler write every thread's stack; wait a moment for it."""
+    try:
+        os.kill(pid, _child.STACKS_SIGNAL)
+    except ProcessLookupError:
+        return ""
+    chunks: list[bytes] = []
+    os.set_blocking(stacks_fd, False)
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(stacks_fd, 65536)
+        except BlockingIOError:
+            chunk = None
+        if chunk:
+            chunks.append(chunk)
+            deadline = min(deadline, time.monotonic() + 0.1)
+        time.sleep(0.01)
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _kill_tree(pid: int) -> None:
+    """SIGKILL the child and every descendant it has, then reap the child."""
+    _processes.kill([*_processes.descendants(pid), pid])
+    _reap(pid)
+
+
+def _end_leftovers(item: pytest.Item, own_children: set[int]) -> None:
+    """Kill what a dead child left behind: adopted here, and not in pytest's namespace."""
+    own_namespace = _processes.mount_namespace(os.getpid())
+    leftovers = [
+        child
+        for child in _processes.children()
+        if child not in own_children and _processes.mount_namespace(child) != own_namespace
+    ]
+    if not leftovers:
+        return
+    trees = leftovers + [d for child in leftovers for d in _processes.descendants(child)]
+    killed = _processes.kill(trees)
+    _processes.reap(leftovers)
+    _child.warn_about_leftovers(item, killed)
+
+
+def _report_death(
     item: pytest.Item,
     received: dict[str, pytest.TestReport],
-    status: int,
+    what: str,
     detail: str,
     started: float,
 ) -> None:
-    """Fail the phase the child died in; a child that vanished never passes."""
+    """Fail the phase the child was in; a child that vanished never passes."""
     setup = received.get("setup")
     if setup is None:
         phase = "setup"
@@ -112,7 +202,7 @@ def _report_crash(
         phase = "call"
     else:
         phase = "teardown"
-    message = f"mountns: the isolated test process {_describe(status, detail)} during {phase}"
+    message = f"mountns: the isolated test {what} during {phase}"
     if detail:
         message += f"\n{detail}"
     out, err = _internals.leftover_output(item)
@@ -122,10 +212,10 @@ def _report_crash(
         if text
     ]
     now = time.time()
-    crash = _make_report(item, phase, "failed", message, sections, started, now)
-    received[phase] = crash
+    death = _make_report(item, phase, "failed", message, sections, started, now)
+    received[phase] = death
     if phase != "teardown":  # the teardown report is logged once merged with the parent's
-        item.ihook.pytest_runtest_logreport(report=crash)
+        item.ihook.pytest_runtest_logreport(report=death)
         received["teardown"] = _make_report(item, "teardown", "passed", None, [], now, now)
 
 
@@ -135,10 +225,10 @@ def _describe(status: int, detail: str) -> str:
             name = signal.Signals(-status).name
         except ValueError:
             name = f"signal {-status}"
-        return f"was killed by {name} (signal {-status})"
+        return f"process was killed by {name} (signal {-status})"
     if detail:
-        return "failed inside pytest-mountns"
-    return f"exited with status {status} without reporting"
+        return "process failed inside pytest-mountns"
+    return f"process exited with status {status} without reporting"
 
 
 def _make_report(
@@ -183,7 +273,7 @@ def _merge_teardown(
     if parent.failed:
         if child.failed:
             child.sections.append(
-                ("mountns: error tearing down wider scopes", str(parent.longrepr))
+                ("mountns: also failed in pytest's process", str(parent.longrepr))
             )
         else:
             child.outcome = "failed"
@@ -194,11 +284,3 @@ def _merge_teardown(
 def _reap(pid: int) -> int:
     _, status = os.waitpid(pid, 0)
     return os.waitstatus_to_exitcode(status)
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-        os.waitpid(pid, 0)
-    except (ProcessLookupError, ChildProcessError):
-        pass

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 KINDS = ("tmpfs", "bind", "ro_bind", "readonly", "hide", "overlay")
-MARKER_KEYWORDS = (*KINDS, "propagation")
+MARKER_KEYWORDS = (*KINDS, "propagation", "timeout")
 PROPAGATIONS = ("private", "slave")
 TMPFS_OPTIONS = ("size", "nr_inodes", "mode", "uid", "gid", "ro", "noexec")
 _ALWAYS_ON = ("nosuid", "nodev")
@@ -80,6 +80,7 @@ class Declaration:
 
     mounts: dict[str, Mount] = field(default_factory=dict)
     propagation: str | None = None
+    timeout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,21 @@ def parse_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], base: str) ->
         raise DeclarationError(
             f"propagation={propagation!r}", f"must be one of {', '.join(map(repr, PROPAGATIONS))}"
         )
-    return Declaration(mounts, propagation)
+    timeout = kwargs.get("timeout")
+    return Declaration(
+        mounts, propagation, None if timeout is None else parse_timeout(timeout, "timeout=")
+    )
+
+
+def parse_timeout(value: object, where: str) -> float:
+    """Seconds, a positive number; from the marker, the command line or the ini file."""
+    try:
+        seconds = float(value) if not isinstance(value, bool) else -1.0  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = -1.0
+    if not seconds > 0 or seconds == float("inf"):
+        raise DeclarationError(where, f"must be a positive number of seconds, not {value!r}")
+    return seconds
 
 
 def _paths(value: object, argument: str, expected: str) -> list[object]:
@@ -168,11 +183,12 @@ def _add(mounts: dict[str, Mount], mount: Mount) -> None:
 def merge(closest_first: Iterable[Declaration]) -> Declaration:
     """Merge the declarations of an item's markers; the closest one wins per target."""
     mounts: dict[str, Mount] = {}
-    propagation = None
+    propagation = timeout = None
     for declaration in reversed(list(closest_first)):
         mounts.update(declaration.mounts)
         propagation = declaration.propagation or propagation
-    return Declaration(mounts, propagation)
+        timeout = declaration.timeout or timeout
+    return Declaration(mounts, propagation, timeout)
 
 
 def normalize_path(value: object, argument: str) -> str:
@@ -353,7 +369,7 @@ def check_mapped_ids(plan: MountPlan, uid: int, gid: int) -> None:
 
 
 def _depth(path: str) -> int:
-    return path.count("/")
+    return 0 if path == "/" else path.count("/")
 
 
 def _check_allowed(path: str, argument: str, kind: str) -> None:

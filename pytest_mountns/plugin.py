@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,12 +19,13 @@ from ._spec import DeclarationError, MountPlan, TmpfsOptions
 
 MARKER_HELP = (
     "mountns(*tmpfs_targets, tmpfs=None, bind=None, ro_bind=None, readonly=None, hide=None, "
-    "overlay=None, propagation='private'): run the test in a forked child with a private Linux "
-    "mount namespace. Each positional path and tmpfs= entry gets a fresh tmpfs (tmpfs= may map "
-    "path -> options: 'size=16m,mode=0700,ro' or {'size': '16m'}; size, nr_inodes, mode, uid, "
-    "gid, ro, noexec). bind= and ro_bind= map target -> source (relative to the test file). "
-    "readonly= makes paths read-only, hide= makes them empty, overlay= makes writes to them "
-    "vanish. propagation='slave' lets the host's new mounts in. Closest marker wins per target."
+    "overlay=None, propagation='private', timeout=None): run the test in a forked child with "
+    "a private Linux mount namespace. Each positional path and tmpfs= entry gets a fresh "
+    "tmpfs (tmpfs= may map path -> options: 'size=16m,mode=0700,ro' or {'size': '16m'}; "
+    "size, nr_inodes, mode, uid, gid, ro, noexec). bind= and ro_bind= map target -> source "
+    "(relative to the test file). readonly= makes paths read-only, hide= makes them empty, "
+    "overlay= makes writes to them vanish. propagation='slave' lets the host's new mounts in. "
+    "timeout= fails and kills a test that runs longer (seconds). Closest marker wins."
 )
 DEFAULT_TMPFS_SIZE = "64m"
 
@@ -34,6 +36,7 @@ class Settings:
     require: bool
     userns: str
     tmpfs_size: str
+    timeout: float | None
 
 
 settings_key = pytest.StashKey[Settings]()
@@ -67,12 +70,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("mountns_all", type="bool", default=False, help="isolate every test")
     parser.addini("mountns_require", type="bool", default=False, help="error instead of skip")
+    group.addoption(
+        "--mountns-timeout",
+        type=_timeout_option,
+        default=None,
+        metavar="SECONDS",
+        help="fail and kill an isolated test that runs longer (ini: mountns_timeout; "
+        "the marker's timeout= wins)",
+    )
     parser.addini("mountns_userns", default="auto", help="auto, always or never")
+    parser.addini("mountns_timeout", default="", help="seconds an isolated test may run")
     parser.addini(
         "mountns_tmpfs_size",
         default=DEFAULT_TMPFS_SIZE,
         help=f"size of the isolated_tmpfs fixture's tmpfs (default {DEFAULT_TMPFS_SIZE})",
     )
+
+
+def _timeout_option(value: str) -> float:
+    """argparse's ``type=``: a bad value is a usage error that says why."""
+    try:
+        return _spec.parse_timeout(value, "--mountns-timeout")
+    except DeclarationError as error:
+        raise argparse.ArgumentTypeError(error.reason) from None
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -86,11 +106,19 @@ def pytest_configure(config: pytest.Config) -> None:
     if userns not in _probe.USERNS_MODES:
         choices = ", ".join(_probe.USERNS_MODES)
         raise pytest.UsageError(f"ini mountns_userns={userns!r}: must be one of {choices}")
+    timeout = config.getoption("mountns_timeout")
+    ini_timeout = str(config.getini("mountns_timeout")).strip()
+    if timeout is None and ini_timeout:
+        try:
+            timeout = _spec.parse_timeout(ini_timeout, f"ini mountns_timeout={ini_timeout!r}")
+        except DeclarationError as error:
+            raise pytest.UsageError(str(error)) from None
     config.stash[settings_key] = Settings(
         isolate_all=bool(config.getoption("mountns_all") or config.getini("mountns_all")),
         require=bool(config.getoption("mountns_require") or config.getini("mountns_require")),
         userns=userns,
         tmpfs_size=size,
+        timeout=timeout,
     )
 
 
@@ -122,7 +150,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             item.add_marker(pytest.mark.skip(reason=reason))
         return None
 
-    def prepare(basetemp: str | None) -> Callable[[], None]:
+    def prepare(basetemp: str | None) -> _runner.Isolation:
         # Targets are checked now, after wider fixtures (which may create them)
         # and before the fork, so nothing is mounted when one is wrong.
         try:
@@ -134,7 +162,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if "isolated_tmpfs" in getattr(item, "fixturenames", ()):
             item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
         keep_visible = [basetemp] if basetemp is not None else []
-        return functools.partial(_enter, item, availability, plan, keep_visible)
+        before = _mountinfo.snapshot()
+        return _runner.Isolation(
+            enter=functools.partial(_enter, item, availability, plan, keep_visible),
+            check=functools.partial(_leaked_mounts, before),
+            timeout=declaration.timeout or item.config.stash[settings_key].timeout,
+        )
 
     try:
         failure = _runner.run_isolated(item, nextitem, prepare)
@@ -154,6 +187,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     error = item.stash.get(setup_error_key, None)
     if error is not None:
         raise error
+
+
+def _leaked_mounts(before: str) -> str | None:
+    changes = _mountinfo.changes_since(before)
+    if changes is None:
+        return None
+    return (
+        "mountns: the host's mount table changed while the isolated test ran "
+        "(something reached pytest's own namespace):\n" + changes
+    )
 
 
 def _wants_isolation(item: pytest.Item) -> bool:

@@ -274,7 +274,7 @@ def test_markers_help_and_report_header(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     signature = (
         "@pytest.mark.mountns(*tmpfs_targets, tmpfs=None, bind=None, ro_bind=None, "
-        "readonly=None, hide=None, overlay=None, propagation='private'): *"
+        "readonly=None, hide=None, overlay=None, propagation='private', timeout=None): *"
     )
     result.stdout.fnmatch_lines([signature])
     pytester.makepyfile("def test_x(): pass")

@@ -148,7 +148,7 @@ def test_read_only_falls_back_to_remounts_before_linux_5_12(
     def make_read_only_and_probe() -> tuple[int, list[str]]:
         _linux.mount(str(tmp_path), str(tmp_path), None, _linux.MountFlag.BIND)
         _namespace.mount_tmpfs(str(tmp_path / "sub"), TmpfsOptions(size="1m"))
-        _linux.make_readonly_recursively(str(tmp_path))
+        _linux.set_readonly(str(tmp_path))
         try:
             open(tmp_path / "sub" / "x", "w").close()
         except OSError as error:

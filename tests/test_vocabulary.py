@@ -176,3 +176,31 @@ def test_waits_for_a_host_mount():
     host_mounts_later = f"(sleep 1; mount -t tmpfs none {shlex.quote(str(late))}) &"
     result = run_in_shared_root(f"{host_mounts_later} {pytest_command}; wait", cwd=pytester.path)
     assert "1 passed" in result.stdout, result.stdout + result.stderr
+
+
+def test_read_only_root_keeps_holes_at_any_depth_and_tmp_path_writable(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+import errno, os, pytest
+
+@pytest.mark.mountns(readonly=["/"], tmpfs=["/srv"])
+def test_hole_right_below_the_root(tmp_path):
+    with open("/srv/fine", "w") as f:
+        f.write("writable hole")
+    (tmp_path / "kept").write_text("tmp_path stays writable")
+    with pytest.raises(OSError) as excinfo:
+        open(os.path.join(os.getcwd(), "stray"), "w")
+    assert excinfo.value.errno == errno.EROFS
+    table = [line.split()[4] for line in open("/proc/self/mountinfo")]
+    assert table.count("/") == 1
+
+@pytest.mark.mountns(tmpfs={"/tmp": "ro"})
+def test_read_only_tmp_keeps_tmp_path_writable(tmp_path):
+    (tmp_path / "kept").write_text("x")
+    with pytest.raises(OSError):
+        open("/tmp/stray", "w")
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
