@@ -1,0 +1,304 @@
+"""Whatever an isolated test does: the host keeps its mounts, nothing lives on, pytest goes on."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests._helpers import mount_table
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def wait_until_gone(pids: list[int], seconds: float = 5) -> list[int]:
+    deadline = time.monotonic() + seconds
+    while (left := [pid for pid in pids if alive(pid)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def pids_in(path: Path) -> list[int]:
+    return [int(line) for line in path.read_text().split()] if path.exists() else []
+
+
+SLEEPER = """
+import os, signal, subprocess, time, pytest
+
+def record(pid):
+    with open({pids!r}, "a") as f:
+        f.write(f"{{pid}}\\n")
+
+def sleep_ignoring_sigterm():
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    record(os.getpid())
+    record(subprocess.Popen(["sleep", "300"]).pid)
+    print("so far so good")
+    time.sleep(300)
+"""
+
+
+@pytest.mark.parametrize(
+    ("marker", "args", "ini", "expected"),
+    [
+        ("@pytest.mark.mountns(timeout=0.5)", [], "", "0.5s"),
+        ("@pytest.mark.mountns", ["--mountns-timeout=0.5"], "", "0.5s"),
+        ("@pytest.mark.mountns", [], "mountns_timeout = 0.5", "0.5s"),
+        ("@pytest.mark.mountns(timeout=0.5)", ["--mountns-timeout=60"], "", "0.5s"),
+        ("@pytest.mark.mountns", ["--mountns-timeout=0.5"], "mountns_timeout = 60", "0.5s"),
+    ],
+    ids=["marker", "option", "ini", "marker-beats-option", "option-beats-ini"],
+)
+def test_a_timeout_kills_the_tree_reports_stacks_and_the_session_goes_on(
+    pytester: pytest.Pytester, marker: str, args: list[str], ini: str, expected: str
+) -> None:
+    pids = pytester.path / "pids.txt"
+    if ini:
+        pytester.makeini(f"[pytest]\n{ini}\n")
+    pytester.makepyfile(
+        SLEEPER.format(pids=str(pids))
+        + f"""
+{marker}
+def test_hangs():
+    sleep_ignoring_sigterm()
+
+def test_next():
+    pass
+"""
+    )
+    started = time.monotonic()
+    result = pytester.runpytest_subprocess(*args, timeout=60)
+    assert time.monotonic() - started < 30
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"mountns: the isolated test timed out after {expected} during call",
+            "*in sleep_ignoring_sigterm*",
+            "*Captured stdout call*",
+            "so far so good",
+        ]
+    )
+    assert len(pids_in(pids)) == 2
+    assert wait_until_gone(pids_in(pids)) == []
+
+
+def test_a_daemonized_grandchild_is_killed_and_reported(pytester: pytest.Pytester) -> None:
+    pids = pytester.path / "pids.txt"
+    pytester.makepyfile(
+        f"""
+import os, time, pytest
+
+@pytest.mark.mountns
+def test_daemonizes():
+    if os.fork() == 0:
+        os.setsid()
+        if os.fork() == 0:
+            with open({str(pids)!r}, "w") as f:
+                f.write(str(os.getpid()))
+            time.sleep(300)
+        os._exit(0)
+    while not os.path.exists({str(pids)!r}):
+        time.sleep(0.01)
+"""
+    )
+    result = pytester.runpytest_subprocess(timeout=60)
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        ["*LeftoverProcessWarning: mountns: killed 1 process(es) the test left running: *python*"]
+    )
+    assert wait_until_gone(pids_in(pids)) == []
+
+
+def test_what_a_crashed_test_left_is_killed_too(pytester: pytest.Pytester) -> None:
+    pids = pytester.path / "pids.txt"
+    pytester.makepyfile(
+        f"""
+import os, signal, subprocess, pytest
+
+@pytest.mark.mountns
+def test_spawns_then_dies():
+    with open({str(pids)!r}, "w") as f:
+        f.write(str(subprocess.Popen(["sleep", "300"]).pid))
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    )
+    result = pytester.runpytest_subprocess(timeout=60)
+    result.assert_outcomes(failed=1, warnings=1)
+    result.stdout.fnmatch_lines(["*killed 1 process(es)*sleep 300*"])
+    assert wait_until_gone(pids_in(pids)) == []
+
+
+def test_ctrl_c_stops_the_session_and_leaves_no_process(pytester: pytest.Pytester) -> None:
+    pids = pytester.path / "pids.txt"
+    pytester.makepyfile(
+        SLEEPER.format(pids=str(pids))
+        + """
+@pytest.mark.mountns
+def test_hangs():
+    sleep_ignoring_sigterm()
+
+def test_never_runs():
+    raise AssertionError("ran after Ctrl-C")
+"""
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+        cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while len(pids_in(pids)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        process.kill()
+    assert process.returncode == pytest.ExitCode.INTERRUPTED, output
+    assert "KeyboardInterrupt" in output and "ran after Ctrl-C" not in output
+    assert wait_until_gone(pids_in(pids)) == []
+
+
+def test_a_killed_pytest_takes_its_isolated_child_along(pytester: pytest.Pytester) -> None:
+    pids = pytester.path / "pids.txt"
+    pytester.makepyfile(
+        SLEEPER.format(pids=str(pids))
+        + """
+@pytest.mark.mountns
+def test_hangs():
+    sleep_ignoring_sigterm()
+"""
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+        cwd=pytester.path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while len(pids_in(pids)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.kill()
+        process.wait(timeout=30)
+        child = pids_in(pids)[0]
+        assert wait_until_gone([child]) == [], "the isolated child outlived pytest"
+    finally:
+        for pid in pids_in(pids):
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="nsenter into pytest's namespace needs root")
+def test_a_mount_made_in_pytest_s_namespace_fails_the_test(pytester: pytest.Pytester) -> None:
+    """Root mode is no security boundary; the plugin notices, names the mount, and says so."""
+    target = pytester.mkdir("target")
+    pytester.makepyfile(
+        f"""
+import os, subprocess, pytest
+
+@pytest.mark.mountns
+def test_escapes():
+    pytest_process = str(os.getppid())
+    subprocess.run(["nsenter", "--mount=/proc/" + pytest_process + "/ns/mnt",
+                    "mount", "-t", "tmpfs", "escaped", {str(target)!r}], check=True)
+
+def test_next():
+    pass
+"""
+    )
+    before = mount_table()
+    try:
+        result = pytester.runpytest("-p", "no:cacheprovider")
+        result.assert_outcomes(passed=2, errors=1)
+        result.stdout.fnmatch_lines(
+            [
+                "*the host's mount table changed while the isolated test ran*",
+                f"  + {target} (tmpfs from escaped, private)",
+            ]
+        )
+    finally:
+        subprocess.run(["umount", str(target)], check=False)
+    assert mount_table() == before
+
+
+def test_a_full_tmpfs_is_enospc_inside_and_the_host_disk_untouched(
+    pytester: pytest.Pytester,
+) -> None:
+    target = pytester.mkdir("target")
+    pytester.makepyfile(
+        f"""
+import errno, pytest
+
+@pytest.mark.mountns(tmpfs={{{str(target)!r}: "size=64k"}})
+def test_fills_it():
+    with pytest.raises(OSError) as excinfo:
+        with open({str(target / "big")!r}, "wb") as f:
+            f.write(b"x" * 1_000_000)
+    assert excinfo.value.errno == errno.ENOSPC
+"""
+    )
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert os.listdir(target) == []
+
+
+def test_no_descriptor_leaks_over_many_isolated_tests(pytester: pytest.Pytester) -> None:
+    pytester.makeconftest(
+        """
+import os
+
+COUNTS = []
+
+def pytest_runtest_logfinish(nodeid):
+    if nodeid.endswith(("[10]", "[299]")):  # once everything lazy has been opened
+        COUNTS.append(len(os.listdir("/proc/self/fd")))
+
+def pytest_sessionfinish(session):
+    with open("fds.txt", "w") as f:
+        f.write(" ".join(map(str, COUNTS)))
+"""
+    )
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.parametrize("i", range(300))
+def test_isolated(i):
+    print("x" * (i * 100))
+"""
+    )
+    pytester.runpytest_subprocess("--mountns-all", "-q", timeout=240).assert_outcomes(passed=300)
+    before, after = map(int, (pytester.path / "fds.txt").read_text().split())
+    assert after <= before
+
+
+def test_bad_timeouts_are_usage_errors_or_declaration_errors(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.mountns(timeout=-1)
+def test_negative(): pass
+"""
+    )
+    result = pytester.runpytest_subprocess("--mountns-timeout=soon", timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*argument --mountns-timeout: must be a positive number of seconds, not 'soon'"]
+    )
+    pytester.makeini("[pytest]\nmountns_timeout = 0\n")
+    result = pytester.runpytest_subprocess(timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*ini mountns_timeout='0': must be a positive number*"])
+    (pytester.path / "tox.ini").unlink()
+    result = pytester.runpytest_subprocess(timeout=60)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*test_negative: @pytest.mark.mountns timeout=: must be a*"])
