@@ -45,8 +45,8 @@ def main(
         if os.getppid() != parent_pid:
             os._exit(1)
         _linux.become_subreaper()
-        if stacks_fd != -1:
-            faulthandler.register(STACKS_SIGNAL, file=stacks_fd, all_threads=True)
+        faulthandler.enable(file=stacks_fd, all_threads=True)  # a crash's traceback, for its report
+        faulthandler.register(STACKS_SIGNAL, file=stacks_fd, all_threads=True)
         _internals.drop_inherited_finalizers(item)
         _internals.renew_request(item)
         _ChildHooks.install(item.config, enter, writer)

@@ -22,6 +22,8 @@ import pytest
 from . import _internals
 
 HEADER = struct.Struct("!BI")
+CHANNEL_LOST = 121
+"""The child's exit status when the test closed the report pipe under it."""
 MAX_SECTION = 4 << 20
 """Captured output kept per report section, in characters."""
 
@@ -52,8 +54,11 @@ class Writer:
         if os.getpid() != self.owner:
             os._exit(0)  # a process the test forked fell back into pytest: say nothing
         data = memoryview(HEADER.pack(kind, len(payload)) + payload)
-        while data:
-            data = data[os.write(self.fd, data) :]
+        try:
+            while data:
+                data = data[os.write(self.fd, data) :]
+        except OSError:  # the test closed or replaced the descriptor: nothing more can be said
+            os._exit(CHANNEL_LOST)
 
     def send_report(self, kind: int, config: pytest.Config, report: pytest.TestReport) -> None:
         report.sections = [(title, bounded(content)) for title, content in report.sections]

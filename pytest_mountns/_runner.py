@@ -6,6 +6,7 @@ what the child runs before the test's setup and what to check once it is gone.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -56,22 +57,19 @@ def run_isolated(
     sys.stderr.flush()
     _linux.flush_c_stdio()
     read_fd, write_fd = os.pipe()
-    stacks_read, stacks_write = os.pipe() if isolation.timeout else (-1, -1)
+    stacks_read, stacks_write = os.pipe()  # faulthandler's, at a crash or a timeout
     parent_pid = os.getpid()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        if stacks_read != -1:
-            os.close(stacks_read)
+        os.close(stacks_read)
         _child.main(item, nextitem, isolation.enter, write_fd, parent_pid, stacks_write)
     os.close(write_fd)
-    if stacks_write != -1:
-        os.close(stacks_write)
+    os.close(stacks_write)
     try:
         _collect(item, nextitem, pid, read_fd, stacks_read, isolation, own_children)
     finally:
-        if stacks_read != -1:
-            os.close(stacks_read)
+        os.close(stacks_read)
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return None
 
@@ -126,6 +124,7 @@ def _collect(
             raise KeyboardInterrupt
         if ending is None or ending[0] != _frames.DONE:
             detail = ending[1].decode(errors="replace") if ending is not None else ""
+            detail += _read_available(stacks_fd)  # what faulthandler wrote at a crash
             _report_death(item, received, _describe(status, detail), detail, started)
     finally:
         os.close(fd)
@@ -150,18 +149,23 @@ def _ask_for_stacks(pid: int, stacks_fd: int) -> str:
         os.kill(pid, _child.STACKS_SIGNAL)
     except ProcessLookupError:
         return ""
-    chunks: list[bytes] = []
-    os.set_blocking(stacks_fd, False)
+    text = ""
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
-        try:
-            chunk = os.read(stacks_fd, 65536)
-        except BlockingIOError:
-            chunk = None
+        chunk = _read_available(stacks_fd)
         if chunk:
-            chunks.append(chunk)
+            text += chunk
             deadline = min(deadline, time.monotonic() + 0.1)
         time.sleep(0.01)
+    return text
+
+
+def _read_available(fd: int) -> str:
+    os.set_blocking(fd, False)
+    chunks = []
+    with contextlib.suppress(BlockingIOError):
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
     return b"".join(chunks).decode(errors="replace")
 
 
@@ -220,13 +224,15 @@ def _report_death(
 
 
 def _describe(status: int, detail: str) -> str:
+    if status == _frames.CHANNEL_LOST:
+        return "process lost its report pipe (did the test close descriptors it did not open?)"
     if status < 0:
         try:
             name = signal.Signals(-status).name
         except ValueError:
             name = f"signal {-status}"
         return f"process was killed by {name} (signal {-status})"
-    if detail:
+    if detail.startswith("Traceback"):
         return "process failed inside pytest-mountns"
     return f"process exited with status {status} without reporting"
 
