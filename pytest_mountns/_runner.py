@@ -59,10 +59,16 @@ def run_isolated(
     read_fd, write_fd = os.pipe()
     stacks_read, stacks_write = os.pipe()  # faulthandler's, at a crash or a timeout
     parent_pid = os.getpid()
+    # An alarm armed for this test (pytest-timeout's signal method) must ring in
+    # the child, where the test runs: timers do not cross fork, so move it there.
+    alarm = signal.setitimer(signal.ITIMER_REAL, 0)
+    forked_at = time.monotonic()
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
         os.close(stacks_read)
+        if alarm[0] > 0:
+            signal.setitimer(signal.ITIMER_REAL, *alarm)
         _child.main(item, nextitem, isolation.enter, write_fd, parent_pid, stacks_write)
     os.close(write_fd)
     os.close(stacks_write)
@@ -70,6 +76,9 @@ def run_isolated(
         _collect(item, nextitem, pid, read_fd, stacks_read, isolation, own_children)
     finally:
         os.close(stacks_read)
+        left = alarm[0] - (time.monotonic() - forked_at)
+        if alarm[0] > 0 and left > 0:  # it rang in the child if it was due
+            signal.setitimer(signal.ITIMER_REAL, left, alarm[1])
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return None
 

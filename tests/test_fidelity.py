@@ -167,3 +167,27 @@ def test_plain():
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(["mylib.py * 5 * 0 * 100%"])
     assert not list(pytester.path.glob(".coverage.*"))
+
+
+def test_pytest_timeout_s_signal_method_rings_inside_the_child(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import time, pytest
+
+@pytest.mark.mountns
+@pytest.mark.timeout(0.5, method="signal")
+def test_slow():
+    time.sleep(30)
+
+@pytest.mark.mountns
+@pytest.mark.timeout(30, method="signal")
+def test_quick():
+    pass
+
+def test_next():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "timeout", timeout=60)
+    result.assert_outcomes(failed=1, passed=2)
+    result.stdout.fnmatch_lines(["*Failed: Timeout (>0.5s) from pytest-timeout.*"])
