@@ -10,6 +10,7 @@ from __future__ import annotations
 import bdb
 import contextlib
 import faulthandler
+import gc
 import json
 import os
 import signal
@@ -34,11 +35,13 @@ class LeftoverProcessWarning(pytest.PytestWarning):
 def main(
     item: pytest.Item,
     nextitem: pytest.Item | None,
+    hooks: ChildHooks,
     enter: Callable[[], None],
     fd: int,
     parent_pid: int,
     stacks_fd: int,
 ) -> NoReturn:
+    gc.disable()  # a collection would touch, and so copy, every page of the parent's heap
     writer = _frames.Writer(fd)
     try:
         _linux.set_parent_death_signal(signal.SIGKILL)
@@ -49,7 +52,7 @@ def main(
         faulthandler.register(STACKS_SIGNAL, file=stacks_fd, all_threads=True)
         _internals.drop_inherited_finalizers(item)
         _internals.renew_request(item)
-        _ChildHooks.install(item.config, enter, writer)
+        hooks.activate(enter, writer)
         with warnings.catch_warnings(record=True) as caught:
             try:
                 run_phases(item, nextitem, writer)
@@ -146,30 +149,32 @@ def _is_interactive(call: pytest.CallInfo[None], report: pytest.TestReport) -> b
     return not isinstance(call.excinfo.value, (pytest.skip.Exception, bdb.BdbQuit))
 
 
-class _ChildHooks:
-    """The child's own hooks: enter first at setup, and send logged reports to the parent."""
+class ChildHooks:
+    """The child's own hooks: enter first at setup, end leftovers, send logged reports.
 
-    def __init__(self, config: pytest.Config, enter: Callable[[], None], writer: _frames.Writer):
+    Registered once in pytest's process, where they do nothing; ``activate``
+    in a child turns them on there, which costs less than a registration per fork.
+    """
+
+    def __init__(self, config: pytest.Config) -> None:
         self._config = config
-        self._enter = enter
-        self._writer = writer
+        self._enter: Callable[[], None] | None = None
+        self._writer: _frames.Writer | None = None
 
-    @classmethod
-    def install(
-        cls, config: pytest.Config, enter: Callable[[], None], writer: _frames.Writer
-    ) -> None:
-        """Register, and silence every other ``pytest_runtest_logreport`` here.
+    def activate(self, enter: Callable[[], None], writer: _frames.Writer) -> None:
+        """In the child: turn on, and silence every other ``pytest_runtest_logreport``.
 
         Those report (terminal, junitxml, xdist's channel to its controller) and
         belong to pytest's process, which logs the forwarded report once.
         """
-        hooks = cls(config, enter, writer)
-        config.pluginmanager.register(hooks)
-        _internals.silence_logreport_except(config, hooks)
+        self._enter, self._writer = enter, writer
+        _internals.silence_logreport_except(self._config, self)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self) -> None:
         """Inside pytest's capture and log wrappers, so a failure is a setup error like any."""
+        if self._enter is None:
+            return
         try:
             self._enter()
             return
@@ -180,8 +185,10 @@ class _ChildHooks:
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         """After the test's own teardown: end whatever it left running, daemons included."""
-        warn_about_leftovers(item, _processes.end_descendants())
+        if self._writer is not None:
+            warn_about_leftovers(item, _processes.end_descendants())
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self._writer.send_report(_frames.LOGGED, self._config, report)
+        if self._writer is not None:
+            self._writer.send_report(_frames.LOGGED, self._config, report)

@@ -7,6 +7,7 @@ what the child runs before the test's setup and what to check once it is gone.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import signal
@@ -51,7 +52,7 @@ def run_isolated(
         return error
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
-    _linux.become_subreaper()  # so what a dead child leaves behind comes back here
+    hooks = _child_hooks(item.config)
     own_children = set(_processes.children())
     sys.stdout.flush()
     sys.stderr.flush()
@@ -63,13 +64,16 @@ def run_isolated(
     # the child, where the test runs: timers do not cross fork, so move it there.
     alarm = signal.setitimer(signal.ITIMER_REAL, 0)
     forked_at = time.monotonic()
+    gc.freeze()  # the child's collector then leaves the inherited objects, and their pages, alone
     pid = os.fork()
+    if pid != 0:
+        gc.unfreeze()
     if pid == 0:
         os.close(read_fd)
         os.close(stacks_read)
         if alarm[0] > 0:
             signal.setitimer(signal.ITIMER_REAL, *alarm)
-        _child.main(item, nextitem, isolation.enter, write_fd, parent_pid, stacks_write)
+        _child.main(item, nextitem, hooks, isolation.enter, write_fd, parent_pid, stacks_write)
     os.close(write_fd)
     os.close(stacks_write)
     try:
@@ -81,6 +85,22 @@ def run_isolated(
             signal.setitimer(signal.ITIMER_REAL, left, alarm[1])
     ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return None
+
+
+_child_hooks_key = pytest.StashKey[_child.ChildHooks]()
+
+
+def _child_hooks(config: pytest.Config) -> _child.ChildHooks:
+    """Once per session: register the child's hooks, and become a subreaper.
+
+    As a subreaper, pytest's process adopts what a dead child left behind.
+    """
+    if _child_hooks_key not in config.stash:
+        hooks = _child.ChildHooks(config)
+        config.pluginmanager.register(hooks, "mountns-child")
+        config.stash[_child_hooks_key] = hooks
+        _linux.become_subreaper()
+    return config.stash[_child_hooks_key]
 
 
 def _collect(
