@@ -53,6 +53,7 @@ def run_isolated(
     ihook = item.ihook
     ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     hooks = _child_hooks(item.config)
+    reap_exited(item.config)
     own_children = set(_processes.children())
     sys.stdout.flush()
     sys.stderr.flush()
@@ -88,6 +89,23 @@ def run_isolated(
 
 
 _child_hooks_key = pytest.StashKey[_child.ChildHooks]()
+_exiting_key = pytest.StashKey[list[int]]()
+
+
+def _exiting_children(config: pytest.Config) -> list[int]:
+    if _exiting_key not in config.stash:
+        config.stash[_exiting_key] = []
+    return config.stash[_exiting_key]
+
+
+def reap_exited(config: pytest.Config, block: bool = False) -> None:
+    """Reap the children that reported everything and were left to exit on their own."""
+    exiting = _exiting_children(config)
+    for pid in list(exiting):
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, 0 if block else os.WNOHANG)[0] == 0:
+                continue
+        exiting.remove(pid)
 
 
 def _child_hooks(config: pytest.Config) -> _child.ChildHooks:
@@ -136,6 +154,7 @@ def _collect(
     except TimeoutError:
         stacks = _ask_for_stacks(pid, stacks_fd)
         _kill_tree(pid)
+        _end_leftovers(item, own_children)
         detail = f"timed out after {isolation.timeout:g}s"
         _report_death(item, received, detail, stacks, started)
     except BaseException:
@@ -143,21 +162,46 @@ def _collect(
         _end_leftovers(item, own_children)
         raise
     else:
-        status = _reap(pid)
-        if ending is not None and ending[0] == _frames.EXIT:
-            _end_leftovers(item, own_children)
-            reason, returncode = json.loads(ending[1])
-            pytest.exit(reason, returncode)
-        if ending is not None and ending[0] == _frames.INTERRUPT:
-            _end_leftovers(item, own_children)
-            raise KeyboardInterrupt
-        if ending is None or ending[0] != _frames.DONE:
-            detail = ending[1].decode(errors="replace") if ending is not None else ""
-            detail += _read_available(stacks_fd)  # what faulthandler wrote at a crash
-            _report_death(item, received, _describe(status, detail), detail, started)
+        if ending is not None and ending[0] == _frames.DONE:
+            # It sent everything and ended what the test left; let it exit on the
+            # other core while this one goes on, and reap it later.
+            _exiting_children(item.config).append(pid)
+        else:
+            _after_an_abnormal_end(item, pid, ending, stacks_fd, received, own_children, started)
     finally:
         os.close(fd)
+    _finish(item, nextitem, received, isolation)
+
+
+def _after_an_abnormal_end(
+    item: pytest.Item,
+    pid: int,
+    ending: tuple[int, bytes] | None,
+    stacks_fd: int,
+    received: dict[str, pytest.TestReport],
+    own_children: set[int],
+    started: float,
+) -> None:
+    """Reap the child, end what it left, and hand on an exit or Ctrl-C, or report its death."""
+    status = _reap(pid)
     _end_leftovers(item, own_children)
+    if ending is not None and ending[0] == _frames.EXIT:
+        reason, returncode = json.loads(ending[1])
+        pytest.exit(reason, returncode)
+    if ending is not None and ending[0] == _frames.INTERRUPT:
+        raise KeyboardInterrupt
+    detail = ending[1].decode(errors="replace") if ending is not None else ""
+    detail += _read_available(stacks_fd)  # what faulthandler wrote at a crash
+    _report_death(item, received, _describe(status, detail), detail, started)
+
+
+def _finish(
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    received: dict[str, pytest.TestReport],
+    isolation: Isolation,
+) -> None:
+    """Check the host, tear down the scopes that end here, log the one teardown report."""
     problem = isolation.check()  # before the parent's teardown, which may unmount what it mounted
     if item.session.shouldfail or item.session.shouldstop:
         nextitem = None

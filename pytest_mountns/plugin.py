@@ -122,6 +122,10 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _runner.reap_exited(config, block=True)
+
+
 def pytest_report_header(config: pytest.Config) -> str:
     availability = _availability(config)
     if availability.available:
