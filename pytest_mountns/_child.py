@@ -53,6 +53,7 @@ def main(
         _internals.drop_inherited_finalizers(item)
         _internals.renew_request(item)
         hooks.activate(enter, writer)
+        junit_mark = _internals.junit_mark(item.config)
         with warnings.catch_warnings(record=True) as caught:
             try:
                 run_phases(item, nextitem, writer)
@@ -63,6 +64,9 @@ def main(
             except KeyboardInterrupt:
                 ending = (_frames.INTERRUPT, b"")
         writer.send_warnings(caught)
+        junit = _internals.junit_changes(item.config, item, junit_mark)
+        if junit is not None:
+            writer.send(_frames.JUNIT, json.dumps(junit, default=repr).encode())
         writer.send(*ending)
     except BaseException:
         writer.send(_frames.ERROR, traceback.format_exc().encode())

@@ -33,6 +33,8 @@ LOGGED = ord("L")
 """A report another plugin logged in the child (a subtest, say)."""
 WARNINGS = ord("W")
 """The warnings the test raised, for pytest's warnings summary."""
+JUNIT = ord("J")
+"""What the test recorded for junitxml (attributes, suite properties)."""
 EXIT = ord("X")
 """``pytest.exit()`` in the child: ``[reason, returncode]``."""
 INTERRUPT = ord("K")

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from _pytest.fixtures import TopRequest
+from _pytest.junitxml import xml_key
 from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
 
@@ -139,6 +140,30 @@ def restore_subtest_context(report: pytest.TestReport, data: dict[str, Any]) -> 
     serialized = data.get("_subtest.context")
     if context is not None and isinstance(serialized, dict):
         object.__setattr__(context, "kwargs", serialized["kwargs"])
+
+
+def junit_mark(config: pytest.Config) -> int:
+    """In the child, at its start: how many suite properties junitxml holds so far."""
+    xml = config.stash.get(xml_key, None)
+    return len(xml.global_properties) if xml is not None else 0
+
+
+def junit_changes(config: pytest.Config, item: pytest.Item, mark: int) -> dict[str, Any] | None:
+    """In the child: what ``record_xml_attribute`` and ``record_testsuite_property`` added."""
+    xml = config.stash.get(xml_key, None)
+    if xml is None:
+        return None
+    attrs = dict(xml.node_reporter(item.nodeid).attrs)
+    properties = xml.global_properties[mark:]
+    return {"attrs": attrs, "properties": properties} if attrs or properties else None
+
+
+def apply_junit_changes(config: pytest.Config, item: pytest.Item, changes: dict[str, Any]) -> None:
+    """Here: add what the child recorded to pytest's own junitxml."""
+    xml = config.stash.get(xml_key, None)
+    if xml is not None:
+        xml.node_reporter(item.nodeid).attrs.update(changes["attrs"])
+        xml.global_properties.extend(tuple(prop) for prop in changes["properties"])
 
 
 def _capture_manager(item: pytest.Item) -> Any:

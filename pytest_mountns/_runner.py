@@ -147,6 +147,8 @@ def _collect(
                 item.ihook.pytest_runtest_logreport(report=report)
             elif kind == _frames.WARNINGS:
                 _frames.replay_warnings(payload)
+            elif kind == _frames.JUNIT:
+                _internals.apply_junit_changes(item.config, item, json.loads(payload))
             else:
                 ending = (kind, payload)
                 if kind == _frames.DONE:

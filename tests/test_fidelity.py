@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -191,3 +192,34 @@ def test_next():
     result = pytester.runpytest_subprocess("-p", "timeout", timeout=60)
     result.assert_outcomes(failed=1, passed=2)
     result.stdout.fnmatch_lines(["*Failed: Timeout (>0.5s) from pytest-timeout.*"])
+
+
+def test_junitxml_gets_properties_attributes_and_suite_properties(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.mountns
+def test_records(record_property, record_xml_attribute, record_testsuite_property):
+    record_property("build", 42)
+    record_xml_attribute("owner", "team-a")
+    record_testsuite_property("arch", "x86_64")
+    print("captured")
+"""
+    )
+
+    def junit(*args: str) -> str:
+        path = pytester.path / "junit.xml"
+        pytester.runpytest(
+            f"--junitxml={path}", "-o", "junit_family=xunit1", "-o", "junit_logging=all",
+            "-W", "ignore::pytest.PytestExperimentalApiWarning", *args,
+        )  # fmt: skip
+        return re.sub(r'(time|timestamp|hostname)="[^"]*"', "", path.read_text())
+
+    isolated = junit()
+    assert isolated == junit("-p", "no:mountns", "-W", "ignore::pytest.PytestUnknownMarkWarning")
+    for expected in ('name="build" value="42"', 'owner="team-a"', 'name="arch" value="x86_64"'):
+        assert expected in isolated
+    assert "captured" in isolated
