@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from _pytest.fixtures import TopRequest
 from _pytest.junitxml import xml_key
+from _pytest.runner import runtestprotocol
 from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
 
@@ -56,6 +57,11 @@ def setup_wider_scopes(item: pytest.Item) -> str | None:
     finally:
         if capman is not None:
             capman.suspend_global_capture(in_=False)
+
+
+def run_protocol_unforked(item: pytest.Item, nextitem: pytest.Item | None) -> None:
+    """pytest's own setup, call and teardown, with its logging, minus logstart/logfinish."""
+    runtestprotocol(item, nextitem=nextitem, log=True)
 
 
 def _skipped_by_marks(item: pytest.Item) -> bool:

@@ -39,7 +39,7 @@ Prepare = Callable[[str | None], Isolation]
 def run_isolated(
     item: pytest.Item, nextitem: pytest.Item | None, prepare: Prepare
 ) -> BaseException | None:
-    """Run the item's whole protocol in a forked child and log its reports here.
+    """Run the item's setup, call and teardown in a forked child and log its reports here.
 
     When a collector or wider-scoped fixture fails to set up, or ``prepare``
     raises, nothing of the test runs and the error is returned: the caller
@@ -50,8 +50,6 @@ def run_isolated(
         isolation = prepare(_internals.setup_wider_scopes(item))
     except _OUTCOMES as error:
         return error
-    ihook = item.ihook
-    ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     hooks = _child_hooks(item.config)
     reap_exited(item.config)
     own_children = set(_processes.children())
@@ -84,7 +82,6 @@ def run_isolated(
         left = alarm[0] - (time.monotonic() - forked_at)
         if alarm[0] > 0 and left > 0:  # it rang in the child if it was due
             signal.setitimer(signal.ITIMER_REAL, left, alarm[1])
-    ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return None
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from . import _mountinfo, _namespace, _probe, _runner, _spec
+from . import _internals, _mountinfo, _namespace, _probe, _runner, _spec
 from ._imperative import MountNamespace
 from ._spec import DeclarationError, MountPlan, TmpfsOptions
 
@@ -173,6 +173,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             timeout=declaration.timeout or item.config.stash[settings_key].timeout,
         )
 
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     try:
         failure = _runner.run_isolated(item, nextitem, prepare)
     finally:
@@ -180,10 +181,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             # Removed here, not in the child, so a crashed test leaves nothing either.
             shutil.rmtree(item.stash[mountpoint_key], ignore_errors=True)
             del item.stash[mountpoint_key]
-    if failure is None:
-        return True
-    item.stash[setup_error_key] = failure
-    return None
+    if failure is not None:
+        # Nothing of the test ran; pytest's own protocol reports the error, as it
+        # would have without isolation, through pytest_runtest_setup below.
+        item.stash[setup_error_key] = failure
+        _internals.run_protocol_unforked(item, nextitem)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import sys
 
 import pytest
 
@@ -223,3 +225,70 @@ def test_records(record_property, record_xml_attribute, record_testsuite_propert
     for expected in ('name="build" value="42"', 'owner="team-a"', 'name="arch" value="x86_64"'):
         assert expected in isolated
     assert "captured" in isolated
+
+
+def test_the_debugger_works_on_the_terminal_inside_the_child(pytester: pytest.Pytester) -> None:
+    import pexpect  # the dev extra brings it
+
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.mountns
+def test_fails():
+    x = 41
+    assert x + 1 == 43
+
+@pytest.mark.mountns
+def test_breakpoint():
+    y = 7
+    breakpoint()
+    assert y == 7
+"""
+    )
+    command = f"{sys.executable} -m pytest -p no:cacheprovider --pdb"
+    child = pexpect.spawn(command, cwd=str(pytester.path), encoding="utf-8", timeout=30)
+    child.expect(r"\(Pdb\)")  # post-mortem of test_fails, in its child
+    child.sendline("p x + 1")
+    child.expect("42")
+    child.sendline("c")
+    child.expect(r"\(Pdb\)")  # breakpoint() in test_breakpoint
+    child.sendline("p y * 6")
+    child.expect("42")
+    child.sendline("c")
+    child.expect(pexpect.EOF)
+    assert "1 failed, 1 passed" in child.before
+
+
+@pytest.mark.parametrize(
+    "runs",
+    [[["-x"]], [["--maxfail=2"]], [[], ["--lf"]], [[], ["--ff"]], [["--sw"], ["--sw"]], [["-s"]]],
+    ids=["x", "maxfail", "lf", "ff", "sw", "s"],
+)
+def test_session_control_matches_an_unisolated_run(
+    pytester: pytest.Pytester, runs: list[list[str]]
+) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.fixture(scope="module")
+def resource():
+    print("module setup")
+    yield
+    print("module teardown")
+
+@pytest.mark.parametrize("i", range(6))
+def test_numbers(resource, i):
+    print(f"running {i}")
+    assert i % 3 != 1
+"""
+    )
+
+    def session(*extra: str) -> list[list[str]]:
+        shutil.rmtree(pytester.path / ".pytest_cache", ignore_errors=True)
+        # -s writes to the real descriptors, which only a subprocess has
+        run = pytester.runpytest_subprocess if ["-s"] in runs else pytester.runpytest
+        return [outcome_lines(run("-rA", *args, *extra)) for args in runs]
+
+    assert session("--mountns-all") == session()
