@@ -167,3 +167,65 @@ def test_isolated():
 """
     )
     pytester.runpytest().assert_outcomes(passed=1)
+
+
+def test_in_random_order_fixtures_set_up_and_tear_down_as_without_isolation(
+    pytester: pytest.Pytester,
+) -> None:
+    """The order pytest-randomly would give; the fixture events must not change at all."""
+    log = pytester.path / "log.txt"
+    pytester.makeconftest(
+        f"""
+import os, random, pytest
+
+def pytest_collection_modifyitems(items):
+    random.Random(4).shuffle(items)
+
+def record(event):
+    with open({str(log)!r}, "a") as f:
+        f.write(event + ("" if os.getpid() == PYTEST else " (child)") + "\\n")
+
+PYTEST = os.getpid()
+
+@pytest.fixture(scope="session")
+def session_fixture():
+    record("session up")
+    yield
+    record("session down")
+
+@pytest.fixture(scope="module")
+def module_fixture(session_fixture):
+    record("module up")
+    yield
+    record("module down")
+
+@pytest.fixture(scope="class")
+def class_fixture(module_fixture):
+    record("class up")
+    yield
+    record("class down")
+"""
+    )
+    body = """
+import pytest
+
+class TestA:
+    @pytest.mark.parametrize("i", range(3))
+    def test_in_class(self, class_fixture, i):
+        pass
+
+@pytest.mark.parametrize("i", range(3))
+def test_in_module(module_fixture, i):
+    pass
+"""
+    pytester.makepyfile(test_one=body, test_two=body)
+
+    def events(*args: str) -> list[str]:
+        log.unlink(missing_ok=True)
+        pytester.runpytest("-p", "no:cacheprovider", *args).assert_outcomes(passed=12)
+        return log.read_text().splitlines()
+
+    plain = events()
+    assert events("--mountns-all") == plain
+    assert not any("(child)" in event for event in plain)
+    assert plain.count("module up") > 2  # the shuffle really interleaved the modules
