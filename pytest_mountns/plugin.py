@@ -154,27 +154,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
             item.add_marker(pytest.mark.skip(reason=reason))
         return None
 
-    def prepare(basetemp: str | None) -> _runner.Isolation:
-        # Targets are checked now, after wider fixtures (which may create them)
-        # and before the fork, so nothing is mounted when one is wrong.
-        try:
-            plan = _spec.resolve(declaration)
-            if availability.user_namespace:
-                _spec.check_mapped_ids(plan, os.getuid(), os.getgid())
-        except DeclarationError as error:
-            raise _declaration_failure(item, error) from None
-        if "isolated_tmpfs" in getattr(item, "fixturenames", ()):
-            item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
-        keep_visible = [basetemp] if basetemp is not None else []
-        before = _mountinfo.snapshot()
-        return _runner.Isolation(
-            enter=functools.partial(_enter, item, availability, plan, keep_visible),
-            check=functools.partial(_leaked_mounts, before),
-            timeout=declaration.timeout or item.config.stash[settings_key].timeout,
-        )
-
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     try:
+        prepare = functools.partial(_prepare, item, declaration, availability)
         failure = _runner.run_isolated(item, nextitem, prepare)
     finally:
         if mountpoint_key in item.stash:
@@ -188,6 +170,33 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         _internals.run_protocol_unforked(item, nextitem)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
+
+
+def _prepare(
+    item: pytest.Item,
+    declaration: _spec.Declaration,
+    availability: _probe.Availability,
+    basetemp: str | None,
+) -> _runner.Isolation:
+    """In pytest's process, once the wider fixtures (which may create targets) are set up.
+
+    Targets are checked here, before the fork, so nothing is mounted when one is wrong.
+    """
+    try:
+        plan = _spec.resolve(declaration)
+        if availability.user_namespace:
+            _spec.check_mapped_ids(plan, os.getuid(), os.getgid())
+    except DeclarationError as error:
+        raise _declaration_failure(item, error) from None
+    if "isolated_tmpfs" in getattr(item, "fixturenames", ()):
+        item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
+    keep_visible = [basetemp] if basetemp is not None else []
+    before = _mountinfo.snapshot()
+    return _runner.Isolation(
+        enter=functools.partial(_enter, item, availability, plan, keep_visible),
+        check=functools.partial(_leaked_mounts, before),
+        timeout=declaration.timeout or item.config.stash[settings_key].timeout,
+    )
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
