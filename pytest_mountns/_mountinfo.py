@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import collections
+import os
 import re
+import select
 from dataclasses import dataclass
 
 _ESCAPE = re.compile(r"\\([0-7]{3})")
@@ -70,17 +72,39 @@ def snapshot() -> str:
         return table.read()
 
 
-def changes_since(before: str) -> str | None:
-    """What appeared in or vanished from the mount table since ``before``, or None."""
-    after = snapshot()
-    if after == before:
-        return None
-    old, new = collections.Counter(before.splitlines()), collections.Counter(after.splitlines())
-    lines = [f"  + {_brief(line)}" for line in (new - old).elements()]
-    lines += [f"  - {_brief(line)}" for line in (old - new).elements()]
-    if not lines:  # the same entries in another order
-        return None
-    return "\n".join(lines)
+class Watch:
+    """Whether this namespace's mount table changed, for the price of a ``poll``.
+
+    The kernel flags an open ``mountinfo`` with POLLPRI when a mount or
+    unmount happens in its namespace (not in a child's), so the table is only
+    read again, and compared whole, when something did change.
+    """
+
+    def __init__(self) -> None:
+        self._fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLPRI)
+        self._changed()
+        self._table = snapshot()
+
+    def start(self) -> None:
+        """Take the table as it is now as the one to compare with."""
+        if self._changed():
+            self._table = snapshot()
+
+    def changes(self) -> str | None:
+        """What appeared in or vanished from the table since ``start``, or None."""
+        if not self._changed():
+            return None
+        before, self._table = self._table, snapshot()
+        old = collections.Counter(before.splitlines())
+        new = collections.Counter(self._table.splitlines())
+        lines = [f"  + {_brief(line)}" for line in (new - old).elements()]
+        lines += [f"  - {_brief(line)}" for line in (old - new).elements()]
+        return "\n".join(lines) or None  # None: the same entries, in another order
+
+    def _changed(self) -> bool:
+        return bool(self._poll.poll(0))
 
 
 def _brief(line: str) -> str:

@@ -44,6 +44,7 @@ availability_key = pytest.StashKey[_probe.Availability]()
 setup_error_key = pytest.StashKey[BaseException]()
 inside_key = pytest.StashKey[bool]()
 mountpoint_key = pytest.StashKey[str]()
+mount_watch_key = pytest.StashKey[_mountinfo.Watch]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -191,10 +192,11 @@ def _prepare(
     if "isolated_tmpfs" in getattr(item, "fixturenames", ()):
         item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
     keep_visible = [basetemp] if basetemp is not None else []
-    before = _mountinfo.snapshot()
+    watch = _mount_watch(item.config)
+    watch.start()
     return _runner.Isolation(
         enter=functools.partial(_enter, item, availability, plan, keep_visible),
-        check=functools.partial(_leaked_mounts, before),
+        check=functools.partial(_leaked_mounts, watch),
         timeout=declaration.timeout or item.config.stash[settings_key].timeout,
     )
 
@@ -206,8 +208,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         raise error
 
 
-def _leaked_mounts(before: str) -> str | None:
-    changes = _mountinfo.changes_since(before)
+def _mount_watch(config: pytest.Config) -> _mountinfo.Watch:
+    if mount_watch_key not in config.stash:
+        config.stash[mount_watch_key] = _mountinfo.Watch()
+    return config.stash[mount_watch_key]
+
+
+def _leaked_mounts(watch: _mountinfo.Watch) -> str | None:
+    changes = watch.changes()
     if changes is None:
         return None
     return (

@@ -160,3 +160,26 @@ def test_read_only_falls_back_to_remounts_before_linux_5_12(
     refused, flags = in_child(enter_and(make_read_only_and_probe))  # type: ignore[misc]
     assert refused == errno.EROFS
     assert {"ro", "nosuid", "nodev"} <= set(flags)
+
+
+def test_the_mount_table_watch_sees_mounts_of_its_namespace_only(tmp_path: Path) -> None:
+    from pytest_mountns._mountinfo import Watch
+
+    def watch_a_mount() -> list[str | None]:
+        watch = Watch()
+        watch.start()
+        seen = [watch.changes()]  # nothing yet
+        child = os.fork()
+        if child == 0:  # a namespace of its own: its mounts are not ours
+            _linux.unshare(_linux.CloneFlag.NEWNS)
+            _namespace.mount_tmpfs(str(tmp_path), TmpfsOptions(size="1m"))
+            os._exit(0)
+        os.waitpid(child, 0)
+        seen.append(watch.changes())
+        _namespace.mount_tmpfs(str(tmp_path), TmpfsOptions(size="1m"))
+        seen.append(watch.changes())
+        seen.append(watch.changes())  # reported once
+        return seen
+
+    seen = in_child(enter_and(watch_a_mount))
+    assert seen == [None, None, f"  + {tmp_path} (tmpfs from tmpfs, private)", None]
