@@ -1,10 +1,11 @@
 """Run real projects' own test suites plain and with --mountns-all; fail unless the counts match.
 
 Each project is a pinned sdist from PyPI that ships its tests and needs
-nothing but pytest. The script makes a venv (under the cache directory), installs
-pytest-mountns from this checkout and the projects into it, runs each suite
-twice, and compares the closing summary line: passed, failed, skipped,
-xfailed, errors, warnings and subtests, all of them.
+nothing but pytest. The script makes a venv (under the cache directory),
+installs pytest-mountns from this checkout, pytest-randomly and the projects
+into it, runs each suite twice, shuffled the same way by pytest-randomly, and
+compares the closing summary line: passed, failed, skipped, xfailed, errors,
+warnings and subtests, all of them.
 
     python conformance/run.py [--cache DIR]
 """
@@ -57,7 +58,7 @@ def _venv(cache: Path) -> Path:
     python = home / "bin" / "python"
     if not python.exists():
         venv.create(home, with_pip=True)
-    _pip(python, "install", "--quiet", str(REPO), *PROJECTS)
+    _pip(python, "install", "--quiet", str(REPO), "pytest-randomly", *PROJECTS)
     return python
 
 
@@ -86,6 +87,7 @@ def _unpacked_sdist(python: Path, pin: str, cache: Path) -> Path:
 def _summary(python: Path, source: Path, tests: str, extra: list[str]) -> dict[str, int]:
     """The counts of pytest's closing line, run from a copy-free checkout of the sdist."""
     command = [str(python), "-m", "pytest", tests, "-p", "no:cacheprovider", "-q", *extra]
+    command += ["-p", "randomly", "--randomly-seed=20261129"]  # shuffled, the same way twice
     result = subprocess.run(command, cwd=source, capture_output=True, text=True, timeout=900)
     lines = [line for line in result.stdout.splitlines() if " in " in line and COUNT.search(line)]
     if not lines:
