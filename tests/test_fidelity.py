@@ -292,3 +292,29 @@ def test_numbers(resource, i):
         return [outcome_lines(run("-rA", *args, *extra)) for args in runs]
 
     assert session("--mountns-all") == session()
+
+
+def test_logs_caplog_and_durations_come_through(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import logging, time, pytest
+
+def test_logs(caplog):
+    logging.getLogger("app").warning("shown in the report")
+    assert caplog.messages == ["shown in the report"]
+    assert 0
+
+def test_slow():
+    time.sleep(0.05)
+"""
+    )
+
+    def run(*args: str) -> list[str]:
+        result = pytester.runpytest("-rA", "--durations=2", "--durations-min=0.03", *args)
+        lines = (re.sub(r"\d+\.\d+s", "N.NNs", line) for line in outcome_lines(result))
+        return [re.sub(r" at 0x[0-9a-f]+", "", line) for line in lines]
+
+    isolated = run("--mountns-all")
+    assert isolated == run()
+    assert any("WARNING  app:" in line and "shown in the report" in line for line in isolated)
+    assert any("call" in line and "test_slow" in line and "N.NNs" in line for line in isolated)
