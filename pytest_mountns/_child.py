@@ -103,9 +103,10 @@ def run_phases(item: pytest.Item, nextitem: pytest.Item | None, writer: _frames.
     config, ihook = item.config, item.ihook
 
     def send(report: pytest.TestReport) -> pytest.TestReport:
-        # Plugins may settle the outcome here, from state only the child has
-        # (pytest's subtests fail a test that holds failed subtests).
-        config.hook.pytest_report_teststatus(report=report, config=config)
+        if report.when == "call":
+            # Plugins may settle the outcome here, from state only the child has
+            # (pytest's subtests fail a test that holds failed subtests).
+            config.hook.pytest_report_teststatus(report=report, config=config)
         writer.send_report(_frames.REPORT, config, report)
         return report
 

@@ -221,10 +221,12 @@ import os, signal, time, pytest
 
 @pytest.mark.mountns
 def test_forks_then_dies():
-    if os.fork() == 0:  # the grandchild keeps the report pipe's write end open
-        open({str(pidfile)!r}, "w").write(str(os.getpid()))
+    grandchild = os.fork()
+    if grandchild == 0:  # keeps the report pipe's write end open
         time.sleep(60)
         os._exit(0)
+    with open({str(pidfile)!r}, "w") as f:
+        f.write(str(grandchild))
     os.kill(os.getpid(), signal.SIGKILL)
 """
     )
