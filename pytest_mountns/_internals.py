@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -62,6 +63,88 @@ def setup_wider_scopes(item: pytest.Item) -> str | None:
 def run_protocol_unforked(item: pytest.Item, nextitem: pytest.Item | None) -> None:
     """pytest's own setup, call and teardown, with its logging, minus logstart/logfinish."""
     runtestprotocol(item, nextitem=nextitem, log=True)
+
+
+_KNOWN_PROTOCOL_WRAPPERS = {"faulthandler", "unittest", "timeout", "assertion", "warnings"}
+"""Plugins whose pytest_runtest_protocol wrappers set nothing a spare child would miss:
+warning filters and the assertion hooks are compared, the alarm is handed on."""
+
+
+def next_shares_state(item: pytest.Item, nextitem: pytest.Item, has_basetemp: bool) -> bool:
+    """Whether ``nextitem``, set up after ``item``, would find pytest exactly as it is now.
+
+    Same collectors, only wider fixtures ``item`` already set up (none of them
+    parametrized), the same warning filters, and only known protocol wrappers
+    around both. ``state_token`` checks the outcome again before a spare runs.
+    """
+    if nextitem.parent is not item.parent or (not has_basetemp and _uses_basetemp(nextitem)):
+        return False
+    wrappers = item.config.hook.pytest_runtest_protocol.get_hookimpls()
+    if any(
+        (impl.wrapper or impl.hookwrapper) and impl.plugin_name not in _KNOWN_PROTOCOL_WRAPPERS
+        for impl in wrappers
+    ):
+        return False
+    if _filter_marks(item) != _filter_marks(nextitem):
+        return False
+    mine, theirs = _wider_fixtures(item), _wider_fixtures(nextitem)
+    params = set(getattr(getattr(nextitem, "callspec", None), "params", {}))
+    params |= set(getattr(getattr(item, "callspec", None), "params", {}))
+    return set(theirs) <= set(mine) and not params & set(theirs)
+
+
+@dataclass(frozen=True)
+class State:
+    """pytest's state as a test finds it: setup stack, wider fixture values, warning filters."""
+
+    stack: tuple[object, ...]
+    values: tuple[tuple[object, object], ...]
+    marks: tuple[tuple[object, ...], ...]
+
+    def same_as(self, other: State) -> bool:
+        """Identity, not equality: a torn-down and re-created fixture is another state."""
+        return (
+            len(self.stack) == len(other.stack)
+            and all(a is b for a, b in zip(self.stack, other.stack, strict=True))
+            and len(self.values) == len(other.values)
+            and all(
+                a is b and x is y for (a, x), (b, y) in zip(self.values, other.values, strict=True)
+            )
+            and self.marks == other.marks
+        )
+
+
+def state_token(item: pytest.Item) -> State:
+    return State(
+        stack=tuple(item.session._setupstate.stack),
+        values=tuple(
+            (definition, definition.cached_result) for definition in _wider_fixtures(item).values()
+        ),
+        marks=_filter_marks(item),
+    )
+
+
+def _wider_fixtures(item: pytest.Item) -> dict[str, Any]:
+    fixtureinfo = getattr(item, "_fixtureinfo", None)
+    if fixtureinfo is None:
+        return {}
+    found = {}
+    for name in fixtureinfo.names_closure:
+        definitions = fixtureinfo.name2fixturedefs.get(name)
+        if definitions and definitions[-1].scope != "function":
+            found[name] = definitions[-1]
+    return found
+
+
+def _uses_basetemp(item: pytest.Item) -> bool:
+    fixtureinfo = getattr(item, "_fixtureinfo", None)
+    return fixtureinfo is not None and "tmp_path_factory" in fixtureinfo.names_closure
+
+
+def _filter_marks(item: pytest.Item) -> tuple[tuple[object, ...], ...]:
+    return tuple(
+        (mark.args, tuple(mark.kwargs.items())) for mark in item.iter_markers("filterwarnings")
+    )
 
 
 def _skipped_by_marks(item: pytest.Item) -> bool:

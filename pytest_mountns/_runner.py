@@ -30,59 +30,205 @@ class Isolation:
     check: Callable[[], str | None]
     """Runs here once the child is gone: a reason to fail the test, or None."""
     timeout: float | None = None
+    begin: Callable[[], None] = lambda: None
+    """Runs here just before the child starts the test."""
+    release: Callable[[], None] = lambda: None
+    """Runs here if the child never starts (a spare thrown away)."""
 
 
 Prepare = Callable[[str | None], Isolation]
 """Called once the wider scopes are set up, with pytest's basetemp if the test uses it."""
 
 
+@dataclass(frozen=True)
+class _Forked:
+    """A forked child and pytest's ends of its pipes."""
+
+    pid: int
+    reports: int
+    stacks: int
+    go: int
+    """The write end of the pipe a spare waits on; -1 for a child that started at once."""
+
+
+@dataclass(frozen=True)
+class _Spare:
+    """A child forked ahead, while the test before it ran, waiting to be told to go.
+
+    It is valid only if pytest's state is the one it was forked from: the
+    same collectors set up, the same fixture values, in the same context.
+    """
+
+    item: pytest.Item
+    nextitem: pytest.Item | None
+    isolation: Isolation
+    child: _Forked
+    state: _internals.State
+
+
 def run_isolated(
-    item: pytest.Item, nextitem: pytest.Item | None, prepare: Prepare
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    prepare: Prepare,
+    prepare_next: Prepare | None = None,
 ) -> BaseException | None:
     """Run the item's setup, call and teardown in a forked child and log its reports here.
 
     When a collector or wider-scoped fixture fails to set up, or ``prepare``
     raises, nothing of the test runs and the error is returned: the caller
     hands the item to pytest's own protocol, which reports it as it would
-    without isolation.
+    without isolation. ``prepare_next``, for the next test if it is isolated
+    too, lets a spare child be forked for it while this one runs.
     """
+    config = item.config
+    spare = config.stash.get(_spare_key, None)
+    config.stash[_spare_key] = None
     try:
-        isolation = prepare(_internals.setup_wider_scopes(item))
+        basetemp = _internals.setup_wider_scopes(item)
+        if spare is not None and not _fits(spare, item, nextitem):
+            _discard(spare)
+            spare = None
+        isolation = spare.isolation if spare is not None else prepare(basetemp)
     except _OUTCOMES as error:
+        if spare is not None:
+            _discard(spare)
         return error
-    hooks = _child_hooks(item.config)
-    reap_exited(item.config)
-    own_children = set(_processes.children())
+    hooks = _child_hooks(config)
+    reap_exited(config)
+    own_children = set(_processes.children()) - ({spare.child.pid} if spare else set())
+    # An alarm armed for this test (pytest-timeout's signal method) must ring in
+    # the child, where the test runs: timers do not cross fork, so move it there.
+    alarm = signal.setitimer(signal.ITIMER_REAL, 0)
+    started = time.monotonic()
+    isolation.begin()
+    if spare is not None:
+        child = spare.child
+        _go(child, alarm)
+    else:
+        child = _fork(item, nextitem, hooks, isolation, alarm)
+    if prepare_next is not None and nextitem is not None:
+        _fork_spare(item, nextitem, hooks, prepare_next, basetemp)
+    try:
+        _collect(item, nextitem, child.pid, child.reports, child.stacks, isolation, own_children)
+    finally:
+        os.close(child.stacks)
+        left = alarm[0] - (time.monotonic() - started)
+        if alarm[0] > 0 and left > 0:  # it rang in the child if it was due
+            signal.setitimer(signal.ITIMER_REAL, left, alarm[1])
+    return None
+
+
+def _fork(
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    hooks: _child.ChildHooks,
+    isolation: Isolation,
+    alarm: tuple[float, float] | None,
+) -> _Forked:
+    """Fork the test's child; with no ``alarm``, a spare that waits for ``_go``."""
     sys.stdout.flush()
     sys.stderr.flush()
     _linux.flush_c_stdio()
     read_fd, write_fd = os.pipe()
     stacks_read, stacks_write = os.pipe()  # faulthandler's, at a crash or a timeout
+    go_read, go_write = os.pipe() if alarm is None else (-1, -1)
     parent_pid = os.getpid()
-    # An alarm armed for this test (pytest-timeout's signal method) must ring in
-    # the child, where the test runs: timers do not cross fork, so move it there.
-    alarm = signal.setitimer(signal.ITIMER_REAL, 0)
-    forked_at = time.monotonic()
     gc.freeze()  # the child's collector then leaves the inherited objects, and their pages, alone
     pid = os.fork()
-    if pid != 0:
-        gc.unfreeze()
     if pid == 0:
-        os.close(read_fd)
-        os.close(stacks_read)
+        for fd in (read_fd, stacks_read, go_write):
+            if fd != -1:
+                os.close(fd)
+        if alarm is None:
+            alarm = _wait_for_go(go_read)
         if alarm[0] > 0:
             signal.setitimer(signal.ITIMER_REAL, *alarm)
         _child.main(item, nextitem, hooks, isolation.enter, write_fd, parent_pid, stacks_write)
-    os.close(write_fd)
-    os.close(stacks_write)
+    gc.unfreeze()
+    for fd in (write_fd, stacks_write, go_read):
+        if fd != -1:
+            os.close(fd)
+    return _Forked(pid, read_fd, stacks_read, go_write)
+
+
+def _wait_for_go(fd: int) -> tuple[float, float]:
+    """In a spare: block until told to run (with the alarm to arm) or to leave."""
     try:
-        _collect(item, nextitem, pid, read_fd, stacks_read, isolation, own_children)
-    finally:
-        os.close(stacks_read)
-        left = alarm[0] - (time.monotonic() - forked_at)
-        if alarm[0] > 0 and left > 0:  # it rang in the child if it was due
-            signal.setitimer(signal.ITIMER_REAL, left, alarm[1])
-    return None
+        _linux.set_parent_death_signal(signal.SIGKILL)
+        message = os.read(fd, 128).decode()
+        os.close(fd)
+        if not message.startswith("go "):
+            os._exit(0)
+        delay, interval = message[3:].split()
+        return float(delay), float(interval)
+    except BaseException:  # a Ctrl-C while waiting: leave without a trace, atexit included
+        os._exit(0)
+
+
+def _go(child: _Forked, alarm: tuple[float, float]) -> None:
+    os.write(child.go, f"go {alarm[0]!r} {alarm[1]!r}".encode())
+    os.close(child.go)
+
+
+def _fork_spare(
+    item: pytest.Item,
+    nextitem: pytest.Item,
+    hooks: _child.ChildHooks,
+    prepare_next: Prepare,
+    basetemp: str | None,
+) -> None:
+    """While this test's child runs, fork the next test's, if pytest's state will not change."""
+    config = item.config
+    if item.session.shouldstop or item.session.shouldfail or hasattr(config, "workerinput"):
+        return  # stopping; or under xdist, whose worker picks the next test itself
+    if not _internals.next_shares_state(item, nextitem, basetemp is not None):
+        return
+    try:
+        isolation = prepare_next(basetemp)
+    except _OUTCOMES:
+        return  # its own protocol reports that
+    after_next = _following(item.session, nextitem)
+    child = _fork(nextitem, after_next, hooks, isolation, None)
+    state = _internals.state_token(nextitem)
+    config.stash[_spare_key] = _Spare(nextitem, after_next, isolation, child, state)
+
+
+def _fits(spare: _Spare, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+    return (
+        spare.item is item
+        and spare.nextitem is nextitem
+        and spare.state.same_as(_internals.state_token(item))
+    )
+
+
+def _discard(spare: _Spare) -> None:
+    """A spare whose test will not run as it expected: tell it to leave, free its resources."""
+    os.close(spare.child.go)
+    os.close(spare.child.reports)
+    os.close(spare.child.stacks)
+    _reap(spare.child.pid)
+    spare.isolation.release()
+
+
+def discard_spare(config: pytest.Config) -> None:
+    spare = config.stash.get(_spare_key, None)
+    config.stash[_spare_key] = None
+    if spare is not None:
+        _discard(spare)
+
+
+def _following(session: pytest.Session, item: pytest.Item) -> pytest.Item | None:
+    """The item after ``item`` in the session's order (which xdist does not follow)."""
+    if _positions_key not in session.stash:
+        session.stash[_positions_key] = {id(it): i for i, it in enumerate(session.items)}
+    position = session.stash[_positions_key].get(id(item))
+    if position is None or position + 1 >= len(session.items):
+        return None
+    return session.items[position + 1]
+
+
+_spare_key = pytest.StashKey[_Spare | None]()
+_positions_key = pytest.StashKey[dict[int, int]]()
 
 
 _child_hooks_key = pytest.StashKey[_child.ChildHooks]()

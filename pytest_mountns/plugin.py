@@ -124,6 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    _runner.discard_spare(config)
     _runner.reap_exited(config, block=True)
 
 
@@ -158,12 +159,9 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     try:
         prepare = functools.partial(_prepare, item, declaration, availability)
-        failure = _runner.run_isolated(item, nextitem, prepare)
+        failure = _runner.run_isolated(item, nextitem, prepare, _prepare_next(nextitem))
     finally:
-        if mountpoint_key in item.stash:
-            # Removed here, not in the child, so a crashed test leaves nothing either.
-            shutil.rmtree(item.stash[mountpoint_key], ignore_errors=True)
-            del item.stash[mountpoint_key]
+        _remove_mountpoint(item)
     if failure is not None:
         # Nothing of the test ran; pytest's own protocol reports the error, as it
         # would have without isolation, through pytest_runtest_setup below.
@@ -171,6 +169,20 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         _internals.run_protocol_unforked(item, nextitem)
     item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
     return True
+
+
+def _prepare_next(nextitem: pytest.Item | None) -> _runner.Prepare | None:
+    """For a spare child: the next test's preparation, if it is isolated here too."""
+    if nextitem is None or not _wants_isolation(nextitem):
+        return None
+    availability = _availability(nextitem.config)
+    try:
+        declaration = _declaration(nextitem)
+    except DeclarationError:
+        return None  # its own protocol reports that
+    if not availability.available:
+        return None
+    return functools.partial(_prepare, nextitem, declaration, availability)
 
 
 def _prepare(
@@ -193,12 +205,21 @@ def _prepare(
         item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
     keep_visible = [basetemp] if basetemp is not None else []
     watch = _mount_watch(item.config)
-    watch.start()
     return _runner.Isolation(
         enter=functools.partial(_enter, item, availability, plan, keep_visible),
         check=functools.partial(_leaked_mounts, watch),
         timeout=declaration.timeout or item.config.stash[settings_key].timeout,
+        begin=watch.start,
+        release=functools.partial(_remove_mountpoint, item),
     )
+
+
+def _remove_mountpoint(item: pytest.Item) -> None:
+    """Removed by pytest's process, not the child, so a crashed test leaves nothing either."""
+    mountpoint = item.stash.get(mountpoint_key, None)
+    if mountpoint is not None:
+        shutil.rmtree(mountpoint, ignore_errors=True)
+        del item.stash[mountpoint_key]
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -29,6 +29,22 @@ def wait_until_gone(pids: list[int], seconds: float = 5) -> list[int]:
     return left
 
 
+def processes_in(directory: Path) -> list[int]:
+    """Processes whose working directory is ``directory``: what a pytest run there left.
+
+    This process is left out: pytester made ``directory`` its working directory too.
+    """
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                if os.readlink(f"/proc/{entry}/cwd") == str(directory):
+                    found.append(int(entry))
+            except OSError:
+                pass
+    return found
+
+
 def pids_in(path: Path) -> list[int]:
     return [int(line) for line in path.read_text().split()] if path.exists() else []
 
@@ -148,6 +164,7 @@ def test_ctrl_c_stops_the_session_and_leaves_no_process(pytester: pytest.Pyteste
 def test_hangs():
     sleep_ignoring_sigterm()
 
+@pytest.mark.mountns  # forked ahead, waiting, when Ctrl-C comes
 def test_never_runs():
     raise AssertionError("ran after Ctrl-C")
 """
@@ -167,6 +184,7 @@ def test_never_runs():
     assert process.returncode == pytest.ExitCode.INTERRUPTED, output
     assert "KeyboardInterrupt" in output and "ran after Ctrl-C" not in output
     assert wait_until_gone(pids_in(pids)) == []
+    assert wait_until_gone(processes_in(pytester.path)) == [], "a child of pytest lives on"
 
 
 def test_a_killed_pytest_takes_its_isolated_child_along(pytester: pytest.Pytester) -> None:
@@ -177,6 +195,10 @@ def test_a_killed_pytest_takes_its_isolated_child_along(pytester: pytest.Pyteste
 @pytest.mark.mountns
 def test_hangs():
     sleep_ignoring_sigterm()
+
+@pytest.mark.mountns  # forked ahead, waiting
+def test_next():
+    pass
 """
     )
     process = subprocess.Popen(
@@ -191,6 +213,9 @@ def test_hangs():
         process.wait(timeout=30)
         child = pids_in(pids)[0]
         assert wait_until_gone([child]) == [], "the isolated child outlived pytest"
+        # The test's own `sleep` is orphaned, not killed: no PID namespace (README, limits).
+        others = [pid for pid in processes_in(pytester.path) if pid not in pids_in(pids)]
+        assert wait_until_gone(others) == [], "a spare outlived pytest"
     finally:
         for pid in pids_in(pids):
             if alive(pid):
