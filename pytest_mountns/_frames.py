@@ -24,7 +24,7 @@ from . import _internals
 HEADER = struct.Struct("!BI")
 CHANNEL_LOST = 121
 """The child's exit status when the test closed the report pipe under it."""
-MAX_SECTION = 4 << 20
+MAX_SECTION = 16 << 20
 """Captured output kept per report section, in characters."""
 
 REPORT = ord("R")
