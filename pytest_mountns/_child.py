@@ -62,6 +62,7 @@ def main(
                 _internals.teardown_everything_quietly(item)
                 ending = (_frames.EXIT, json.dumps([stop.msg, stop.returncode]).encode())
             except KeyboardInterrupt:
+                _internals.teardown_everything_quietly(item)
                 ending = (_frames.INTERRUPT, b"")
         writer.send_warnings(caught)
         junit = _internals.junit_changes(item.config, item, junit_mark)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Generator
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -67,19 +68,27 @@ def run_protocol_unforked(item: pytest.Item, nextitem: pytest.Item | None) -> No
 
 _KNOWN_PROTOCOL_WRAPPERS = {"faulthandler", "unittest", "timeout", "assertion", "warnings"}
 """Plugins whose pytest_runtest_protocol wrappers set nothing a spare child would miss:
-warning filters and the assertion hooks are compared, the alarm is handed on."""
+the warning filters and the alarm are handed over, the assertion hooks are the same."""
 
 
 def next_shares_state(item: pytest.Item, nextitem: pytest.Item, has_basetemp: bool) -> bool:
-    """Whether ``nextitem``, set up after ``item``, would find pytest exactly as it is now.
+    """Whether ``nextitem``, set up after ``item``, would find pytest as it is now.
 
     Same collectors, only wider fixtures ``item`` already set up (none of them
-    parametrized), the same warning filters, and only known protocol wrappers
-    around both. ``state_token`` checks the outcome again before a spare runs.
+    parametrized), the same warning filter marks, only pytest's own code in
+    the hooks that run in between, only known protocol wrappers around both.
+    ``state_token`` checks the outcome again before a spare runs.
     """
     if nextitem.parent is not item.parent or (not has_basetemp and _uses_basetemp(nextitem)):
         return False
-    wrappers = item.config.hook.pytest_runtest_protocol.get_hookimpls()
+    hook = item.config.hook
+    if any(
+        not _is_pytest_s_own(impl.plugin)
+        for name in _BETWEEN_TESTS
+        for impl in getattr(hook, name).get_hookimpls()
+    ):
+        return False  # a conftest or plugin may change state a spare would not see
+    wrappers = hook.pytest_runtest_protocol.get_hookimpls()
     if any(
         (impl.wrapper or impl.hookwrapper) and impl.plugin_name not in _KNOWN_PROTOCOL_WRAPPERS
         for impl in wrappers
@@ -112,6 +121,22 @@ class State:
             )
             and self.marks == other.marks
         )
+
+
+_BETWEEN_TESTS = (
+    "pytest_runtest_logreport",
+    "pytest_runtest_logstart",
+    "pytest_runtest_logfinish",
+    "pytest_report_teststatus",
+    "pytest_warning_recorded",
+)
+"""Hooks that run in pytest's process between a spare's fork and its go."""
+
+
+def _is_pytest_s_own(plugin: object) -> bool:
+    """pytest's and ours: their state between tests is known (and handed over where it counts)."""
+    name = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
+    return name.startswith(("_pytest.", "pytest_mountns"))
 
 
 def state_token(item: pytest.Item) -> State:

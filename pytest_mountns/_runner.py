@@ -10,9 +10,11 @@ import contextlib
 import gc
 import json
 import os
+import pickle
 import signal
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -101,9 +103,13 @@ def run_isolated(
     alarm = signal.setitimer(signal.ITIMER_REAL, 0)
     started = time.monotonic()
     isolation.begin()
-    if spare is not None:
+    handover = _handover(item, alarm) if spare is not None else None
+    if spare is not None and handover is None:
+        _discard(spare)
+        spare, isolation = None, prepare(basetemp)
+    if spare is not None and handover is not None:
         child = spare.child
-        _go(child, alarm)
+        _go(child, handover)
     else:
         child = _fork(item, nextitem, hooks, isolation, alarm)
     if prepare_next is not None and nextitem is not None:
@@ -140,7 +146,7 @@ def _fork(
             if fd != -1:
                 os.close(fd)
         if alarm is None:
-            alarm = _wait_for_go(go_read)
+            alarm = _wait_for_go(go_read, item)
         if alarm[0] > 0:
             signal.setitimer(signal.ITIMER_REAL, *alarm)
         _child.main(item, nextitem, hooks, isolation.enter, write_fd, parent_pid, stacks_write)
@@ -151,22 +157,39 @@ def _fork(
     return _Forked(pid, read_fd, stacks_read, go_write)
 
 
-def _wait_for_go(fd: int) -> tuple[float, float]:
-    """In a spare: block until told to run (with the alarm to arm) or to leave."""
+def _handover(item: pytest.Item, alarm: tuple[float, float]) -> bytes | None:
+    """What changed here since the spare was forked and it must take over: the alarm,
+    the session's failure count and stop flags, the warning filters of this test."""
+    session = item.session
+    state = (alarm, session.testsfailed, session.shouldfail, session.shouldstop, warnings.filters)
+    try:
+        return pickle.dumps(state)
+    except Exception:  # a filter that cannot cross: fork afresh instead
+        return None
+
+
+def _wait_for_go(fd: int, item: pytest.Item) -> tuple[float, float]:
+    """In a spare: block until told to run (taking over ``_handover``) or to leave."""
     try:
         _linux.set_parent_death_signal(signal.SIGKILL)
-        message = os.read(fd, 128).decode()
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
         os.close(fd)
-        if not message.startswith("go "):
+        if not chunks:
             os._exit(0)
-        delay, interval = message[3:].split()
-        return float(delay), float(interval)
+        alarm, failed, shouldfail, shouldstop, filters = pickle.loads(b"".join(chunks))
+        session = item.session
+        session.testsfailed, session.shouldfail, session.shouldstop = failed, shouldfail, shouldstop
+        warnings.filters[:] = filters  # type: ignore[index]
+        getattr(warnings, "_filters_mutated", lambda: None)()
+        return alarm  # type: ignore[no-any-return]
     except BaseException:  # a Ctrl-C while waiting: leave without a trace, atexit included
         os._exit(0)
 
 
-def _go(child: _Forked, alarm: tuple[float, float]) -> None:
-    os.write(child.go, f"go {alarm[0]!r} {alarm[1]!r}".encode())
+def _go(child: _Forked, handover: bytes) -> None:
+    os.write(child.go, handover)  # small: well under a pipe's capacity
     os.close(child.go)
 
 
@@ -206,7 +229,8 @@ def _discard(spare: _Spare) -> None:
     os.close(spare.child.go)
     os.close(spare.child.reports)
     os.close(spare.child.stacks)
-    _reap(spare.child.pid)
+    with contextlib.suppress(ChildProcessError):  # a Ctrl-C may have ended and reaped it
+        _reap(spare.child.pid)
     spare.isolation.release()
 
 
@@ -302,7 +326,9 @@ def _collect(
         _end_leftovers(item, own_children)
         detail = f"timed out after {isolation.timeout:g}s"
         _report_death(item, received, detail, stacks, started)
-    except BaseException:
+    except BaseException as error:
+        if isinstance(error, KeyboardInterrupt):
+            _interrupt(pid)  # its function fixtures tear down, as pytest's would at exit
         _kill_tree(pid)
         _end_leftovers(item, own_children)
         raise
@@ -387,10 +413,23 @@ def _read_available(fd: int) -> str:
     return b"".join(chunks).decode(errors="replace")
 
 
+def _interrupt(pid: int, grace: float = 3.0) -> None:
+    """Hand a Ctrl-C on to the child and give it a moment to tear down and leave."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGINT)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):
+            if os.waitpid(pid, os.WNOHANG)[0] != 0:
+                return
+        time.sleep(0.01)
+
+
 def _kill_tree(pid: int) -> None:
     """SIGKILL the child and every descendant it has, then reap the child."""
     _processes.kill([*_processes.descendants(pid), pid])
-    _reap(pid)
+    with contextlib.suppress(ChildProcessError):  # reaped already, after a Ctrl-C
+        _reap(pid)
 
 
 def _end_leftovers(item: pytest.Item, own_children: set[int]) -> None:
@@ -399,7 +438,8 @@ def _end_leftovers(item: pytest.Item, own_children: set[int]) -> None:
     leftovers = [
         child
         for child in _processes.children()
-        if child not in own_children and _processes.mount_namespace(child) != own_namespace
+        if child not in own_children
+        and _processes.mount_namespace(child) not in (own_namespace, None)  # None: already gone
     ]
     if not leftovers:
         return

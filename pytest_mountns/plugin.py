@@ -205,9 +205,12 @@ def _prepare(
         item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
     keep_visible = [basetemp] if basetemp is not None else []
     watch = _mount_watch(item.config)
+    # With slave propagation the host's own mounts come in: that is the point of
+    # it, and those are indistinguishable from a leak here, so there is no check.
+    check = _no_check if plan.propagation == "slave" else functools.partial(_leaked_mounts, watch)
     return _runner.Isolation(
         enter=functools.partial(_enter, item, availability, plan, keep_visible),
-        check=functools.partial(_leaked_mounts, watch),
+        check=check,
         timeout=declaration.timeout or item.config.stash[settings_key].timeout,
         begin=watch.start,
         release=functools.partial(_remove_mountpoint, item),
@@ -227,6 +230,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     error = item.stash.get(setup_error_key, None)
     if error is not None:
         raise error
+
+
+def _no_check() -> None:
+    return None
 
 
 def _mount_watch(config: pytest.Config) -> _mountinfo.Watch:

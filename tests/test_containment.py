@@ -155,13 +155,24 @@ def test_spawns_then_dies():
     assert wait_until_gone(pids_in(pids)) == []
 
 
-def test_ctrl_c_stops_the_session_and_leaves_no_process(pytester: pytest.Pytester) -> None:
+@pytest.mark.parametrize("to", ["pytest", "its process group"])
+def test_ctrl_c_stops_the_session_tears_down_and_leaves_no_process(
+    pytester: pytest.Pytester, to: str
+) -> None:
+    """From a terminal every process of the group gets SIGINT; from kill, only pytest."""
     pids = pytester.path / "pids.txt"
+    torn_down = pytester.path / "torn-down.txt"
     pytester.makepyfile(
         SLEEPER.format(pids=str(pids))
-        + """
+        + f"""
+@pytest.fixture
+def resource():
+    yield
+    with open({str(torn_down)!r}, "w") as f:
+        f.write("function fixture torn down")
+
 @pytest.mark.mountns
-def test_hangs():
+def test_hangs(resource):
     sleep_ignoring_sigterm()
 
 @pytest.mark.mountns  # forked ahead, waiting, when Ctrl-C comes
@@ -172,17 +183,22 @@ def test_never_runs():
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30
         while len(pids_in(pids)) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
-        process.send_signal(signal.SIGINT)
+        if to == "pytest":
+            process.send_signal(signal.SIGINT)
+        else:
+            os.killpg(process.pid, signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     finally:
         process.kill()
     assert process.returncode == pytest.ExitCode.INTERRUPTED, output
     assert "KeyboardInterrupt" in output and "ran after Ctrl-C" not in output
+    assert torn_down.read_text() == "function fixture torn down"
     assert wait_until_gone(pids_in(pids)) == []
     assert wait_until_gone(processes_in(pytester.path)) == [], "a child of pytest lives on"
 

@@ -318,3 +318,54 @@ def test_slow():
     assert isolated == run()
     assert any("WARNING  app:" in line and "shown in the report" in line for line in isolated)
     assert any("call" in line and "test_slow" in line and "N.NNs" in line for line in isolated)
+
+
+def test_a_test_sees_what_pytest_s_process_changed_since_the_test_before(
+    pytester: pytest.Pytester,
+) -> None:
+    """A child forked ahead (a spare) must not see pytest as it was one test earlier."""
+    pytester.makepyfile(
+        test_counts="""
+import warnings, pytest
+
+@pytest.fixture(scope="module")
+def strict():
+    warnings.simplefilter("error", UserWarning)  # during test_a's setup: test_a's alone
+    yield
+
+def test_a(strict):
+    assert 0
+
+def test_b(strict, request):
+    assert request.session.testsfailed == 1
+    warnings.warn("only a warning here", UserWarning)
+"""
+    )
+
+    def compare() -> pytest.RunResult:
+        plain = outcome_lines(pytester.runpytest("-p", "no:cacheprovider"))
+        isolated = pytester.runpytest("-p", "no:cacheprovider", "--mountns-all")
+        assert outcome_lines(isolated) == plain
+        return isolated
+
+    compare().assert_outcomes(failed=1, passed=1, warnings=1)
+    pytester.makepyfile(
+        test_hooks="""
+SEEN = []
+
+def test_c():
+    pass
+
+def test_d():
+    assert SEEN == ["test_hooks.py::test_c"]
+"""
+    )
+    pytester.makeconftest(
+        """
+def pytest_runtest_logreport(report):
+    if report.when == "call" and report.nodeid.startswith("test_hooks"):
+        import test_hooks
+        test_hooks.SEEN.append(report.nodeid)
+"""
+    )
+    compare().assert_outcomes(failed=1, passed=3, warnings=1)
