@@ -15,7 +15,7 @@ import signal
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
@@ -66,6 +66,8 @@ class _Spare:
     isolation: Isolation
     child: _Forked
     state: _internals.State
+    filters: Sequence[object]
+    """The warning filters it was forked with."""
 
 
 def run_isolated(
@@ -103,7 +105,7 @@ def run_isolated(
     alarm = signal.setitimer(signal.ITIMER_REAL, 0)
     started = time.monotonic()
     isolation.begin()
-    handover = _handover(item, alarm) if spare is not None else None
+    handover = _handover(item, alarm, spare.filters) if spare is not None else None
     if spare is not None and handover is None:
         _discard(spare)
         spare, isolation = None, prepare(basetemp)
@@ -157,11 +159,14 @@ def _fork(
     return _Forked(pid, read_fd, stacks_read, go_write)
 
 
-def _handover(item: pytest.Item, alarm: tuple[float, float]) -> bytes | None:
+def _handover(
+    item: pytest.Item, alarm: tuple[float, float], inherited: Sequence[object]
+) -> bytes | None:
     """What changed here since the spare was forked and it must take over: the alarm,
     the session's failure count and stop flags, the warning filters of this test."""
     session = item.session
-    state = (alarm, session.testsfailed, session.shouldfail, session.shouldstop, warnings.filters)
+    filters = None if warnings.filters == inherited else warnings.filters
+    state = (alarm, session.testsfailed, session.shouldfail, session.shouldstop, filters)
     try:
         return pickle.dumps(state)
     except Exception:  # a filter that cannot cross: fork afresh instead
@@ -181,8 +186,9 @@ def _wait_for_go(fd: int, item: pytest.Item) -> tuple[float, float]:
         alarm, failed, shouldfail, shouldstop, filters = pickle.loads(b"".join(chunks))
         session = item.session
         session.testsfailed, session.shouldfail, session.shouldstop = failed, shouldfail, shouldstop
-        warnings.filters[:] = filters  # type: ignore[index]
-        getattr(warnings, "_filters_mutated", lambda: None)()
+        if filters is not None:
+            warnings.filters[:] = filters  # type: ignore[index]
+            getattr(warnings, "_filters_mutated", lambda: None)()
         return alarm  # type: ignore[no-any-return]
     except BaseException:  # a Ctrl-C while waiting: leave without a trace, atexit included
         os._exit(0)
@@ -211,9 +217,10 @@ def _fork_spare(
     except _OUTCOMES:
         return  # its own protocol reports that
     after_next = _following(item.session, nextitem)
+    filters = list(warnings.filters)
     child = _fork(nextitem, after_next, hooks, isolation, None)
     state = _internals.state_token(nextitem)
-    config.stash[_spare_key] = _Spare(nextitem, after_next, isolation, child, state)
+    config.stash[_spare_key] = _Spare(nextitem, after_next, isolation, child, state, filters)
 
 
 def _fits(spare: _Spare, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
