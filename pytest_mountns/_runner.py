@@ -7,20 +7,16 @@ what the child runs before the test's setup and what to check once it is gone.
 from __future__ import annotations
 
 import contextlib
-import gc
 import json
 import os
-import pickle
 import signal
-import sys
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import pytest
 
-from . import _child, _frames, _internals, _linux, _processes
+from . import _child, _forking, _frames, _internals, _linux, _processes
 
 _OUTCOMES = (Exception, pytest.skip.Exception, pytest.fail.Exception)
 
@@ -42,34 +38,6 @@ Prepare = Callable[[str | None], Isolation]
 """Called once the wider scopes are set up, with pytest's basetemp if the test uses it."""
 
 
-@dataclass(frozen=True)
-class _Forked:
-    """A forked child and pytest's ends of its pipes."""
-
-    pid: int
-    reports: int
-    stacks: int
-    go: int
-    """The write end of the pipe a spare waits on; -1 for a child that started at once."""
-
-
-@dataclass(frozen=True)
-class _Spare:
-    """A child forked ahead, while the test before it ran, waiting to be told to go.
-
-    It is valid only if pytest's state is the one it was forked from: the
-    same collectors set up, the same fixture values, in the same context.
-    """
-
-    item: pytest.Item
-    nextitem: pytest.Item | None
-    isolation: Isolation
-    child: _Forked
-    state: _internals.State
-    filters: Sequence[object]
-    """The warning filters it was forked with."""
-
-
 def run_isolated(
     item: pytest.Item,
     nextitem: pytest.Item | None,
@@ -85,17 +53,16 @@ def run_isolated(
     too, lets a spare child be forked for it while this one runs.
     """
     config = item.config
-    spare = config.stash.get(_spare_key, None)
-    config.stash[_spare_key] = None
+    spare = _forking.take_spare(config)
     try:
         basetemp = _internals.setup_wider_scopes(item)
-        if spare is not None and not _fits(spare, item, nextitem):
-            _discard(spare)
+        if spare is not None and not _forking.fits(spare, item, nextitem):
+            _forking.discard(spare)
             spare = None
         isolation = spare.isolation if spare is not None else prepare(basetemp)
     except _OUTCOMES as error:
         if spare is not None:
-            _discard(spare)
+            _forking.discard(spare)
         return error
     hooks = _child_hooks(config)
     reap_exited(config)
@@ -105,17 +72,17 @@ def run_isolated(
     alarm = signal.setitimer(signal.ITIMER_REAL, 0)
     started = time.monotonic()
     isolation.begin()
-    handover = _handover(item, alarm, spare.filters) if spare is not None else None
+    handover = _forking.handover(item, alarm, spare.filters) if spare is not None else None
     if spare is not None and handover is None:
-        _discard(spare)
+        _forking.discard(spare)
         spare, isolation = None, prepare(basetemp)
     if spare is not None and handover is not None:
         child = spare.child
-        _go(child, handover)
+        _forking.go(child, handover)
     else:
-        child = _fork(item, nextitem, hooks, isolation, alarm)
+        child = _forking.fork(item, nextitem, hooks, isolation, alarm)
     if prepare_next is not None and nextitem is not None:
-        _fork_spare(item, nextitem, hooks, prepare_next, basetemp)
+        _forking.fork_spare(item, nextitem, hooks, prepare_next, basetemp)
     try:
         _collect(item, nextitem, child.pid, child.reports, child.stacks, isolation, own_children)
     finally:
@@ -124,142 +91,6 @@ def run_isolated(
         if alarm[0] > 0 and left > 0:  # it rang in the child if it was due
             signal.setitimer(signal.ITIMER_REAL, left, alarm[1])
     return None
-
-
-def _fork(
-    item: pytest.Item,
-    nextitem: pytest.Item | None,
-    hooks: _child.ChildHooks,
-    isolation: Isolation,
-    alarm: tuple[float, float] | None,
-) -> _Forked:
-    """Fork the test's child; with no ``alarm``, a spare that waits for ``_go``."""
-    sys.stdout.flush()
-    sys.stderr.flush()
-    _linux.flush_c_stdio()
-    read_fd, write_fd = os.pipe()
-    stacks_read, stacks_write = os.pipe()  # faulthandler's, at a crash or a timeout
-    go_read, go_write = os.pipe() if alarm is None else (-1, -1)
-    parent_pid = os.getpid()
-    gc.freeze()  # the child's collector then leaves the inherited objects, and their pages, alone
-    pid = os.fork()
-    if pid == 0:
-        for fd in (read_fd, stacks_read, go_write):
-            if fd != -1:
-                os.close(fd)
-        if alarm is None:
-            alarm = _wait_for_go(go_read, item)
-        if alarm[0] > 0:
-            signal.setitimer(signal.ITIMER_REAL, *alarm)
-        _child.main(item, nextitem, hooks, isolation.enter, write_fd, parent_pid, stacks_write)
-    gc.unfreeze()
-    for fd in (write_fd, stacks_write, go_read):
-        if fd != -1:
-            os.close(fd)
-    return _Forked(pid, read_fd, stacks_read, go_write)
-
-
-def _handover(
-    item: pytest.Item, alarm: tuple[float, float], inherited: Sequence[object]
-) -> bytes | None:
-    """What changed here since the spare was forked and it must take over: the alarm,
-    the session's failure count and stop flags, the warning filters of this test."""
-    session = item.session
-    filters = None if warnings.filters == inherited else warnings.filters
-    state = (alarm, session.testsfailed, session.shouldfail, session.shouldstop, filters)
-    try:
-        return pickle.dumps(state)
-    except Exception:  # a filter that cannot cross: fork afresh instead
-        return None
-
-
-def _wait_for_go(fd: int, item: pytest.Item) -> tuple[float, float]:
-    """In a spare: block until told to run (taking over ``_handover``) or to leave."""
-    try:
-        _linux.set_parent_death_signal(signal.SIGKILL)
-        chunks = []
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-        os.close(fd)
-        if not chunks:
-            os._exit(0)
-        alarm, failed, shouldfail, shouldstop, filters = pickle.loads(b"".join(chunks))
-        session = item.session
-        session.testsfailed, session.shouldfail, session.shouldstop = failed, shouldfail, shouldstop
-        if filters is not None:
-            warnings.filters[:] = filters  # type: ignore[index]
-            getattr(warnings, "_filters_mutated", lambda: None)()
-        return alarm  # type: ignore[no-any-return]
-    except BaseException:  # a Ctrl-C while waiting: leave without a trace, atexit included
-        os._exit(0)
-
-
-def _go(child: _Forked, handover: bytes) -> None:
-    os.write(child.go, handover)  # small: well under a pipe's capacity
-    os.close(child.go)
-
-
-def _fork_spare(
-    item: pytest.Item,
-    nextitem: pytest.Item,
-    hooks: _child.ChildHooks,
-    prepare_next: Prepare,
-    basetemp: str | None,
-) -> None:
-    """While this test's child runs, fork the next test's, if pytest's state will not change."""
-    config = item.config
-    if item.session.shouldstop or item.session.shouldfail or hasattr(config, "workerinput"):
-        return  # stopping; or under xdist, whose worker picks the next test itself
-    if not _internals.next_shares_state(item, nextitem, basetemp is not None):
-        return
-    try:
-        isolation = prepare_next(basetemp)
-    except _OUTCOMES:
-        return  # its own protocol reports that
-    after_next = _following(item.session, nextitem)
-    filters = list(warnings.filters)
-    child = _fork(nextitem, after_next, hooks, isolation, None)
-    state = _internals.state_token(nextitem)
-    config.stash[_spare_key] = _Spare(nextitem, after_next, isolation, child, state, filters)
-
-
-def _fits(spare: _Spare, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
-    return (
-        spare.item is item
-        and spare.nextitem is nextitem
-        and spare.state.same_as(_internals.state_token(item))
-    )
-
-
-def _discard(spare: _Spare) -> None:
-    """A spare whose test will not run as it expected: tell it to leave, free its resources."""
-    os.close(spare.child.go)
-    os.close(spare.child.reports)
-    os.close(spare.child.stacks)
-    with contextlib.suppress(ChildProcessError):  # a Ctrl-C may have ended and reaped it
-        _reap(spare.child.pid)
-    spare.isolation.release()
-
-
-def discard_spare(config: pytest.Config) -> None:
-    spare = config.stash.get(_spare_key, None)
-    config.stash[_spare_key] = None
-    if spare is not None:
-        _discard(spare)
-
-
-def _following(session: pytest.Session, item: pytest.Item) -> pytest.Item | None:
-    """The item after ``item`` in the session's order (which xdist does not follow)."""
-    if _positions_key not in session.stash:
-        session.stash[_positions_key] = {id(it): i for i, it in enumerate(session.items)}
-    position = session.stash[_positions_key].get(id(item))
-    if position is None or position + 1 >= len(session.items):
-        return None
-    return session.items[position + 1]
-
-
-_spare_key = pytest.StashKey[_Spare | None]()
-_positions_key = pytest.StashKey[dict[int, int]]()
 
 
 _child_hooks_key = pytest.StashKey[_child.ChildHooks]()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from . import _internals, _mountinfo, _namespace, _probe, _runner, _spec
+from . import _forking, _internals, _mountinfo, _namespace, _probe, _runner, _spec
 from ._imperative import MountNamespace
 from ._spec import DeclarationError, MountPlan, TmpfsOptions
 
@@ -124,7 +124,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    _runner.discard_spare(config)
+    _forking.discard_spare(config)
     _runner.reap_exited(config, block=True)
 
 

@@ -1,0 +1,199 @@
+"""Forking a test's child: at once, or ahead of time as a spare that waits for its go.
+
+A spare is forked while the test before it runs, so the fork leaves the
+critical path; it is used only if pytest's state is the one it was forked
+from, and takes over what may still have changed (``handover``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import os
+import pickle
+import signal
+import sys
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pytest
+
+from . import _child, _internals, _linux
+
+if TYPE_CHECKING:
+    from ._runner import Isolation, Prepare
+
+_OUTCOMES = (Exception, pytest.skip.Exception, pytest.fail.Exception)
+
+
+@dataclass(frozen=True)
+class Forked:
+    """A forked child and pytest's ends of its pipes."""
+
+    pid: int
+    reports: int
+    stacks: int
+    go: int
+    """The write end of the pipe a spare waits on; -1 for a child that started at once."""
+
+
+@dataclass(frozen=True)
+class Spare:
+    """A child forked ahead, while the test before it ran, waiting to be told to go.
+
+    It is valid only if pytest's state is the one it was forked from: the
+    same collectors set up, the same fixture values, in the same context.
+    """
+
+    item: pytest.Item
+    nextitem: pytest.Item | None
+    isolation: Isolation
+    child: Forked
+    state: _internals.State
+    filters: Sequence[object]
+    """The warning filters it was forked with."""
+
+
+def fork(
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    hooks: _child.ChildHooks,
+    isolation: Isolation,
+    alarm: tuple[float, float] | None,
+) -> Forked:
+    """Fork the test's child; with no ``alarm``, a spare that waits for ``_go``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _linux.flush_c_stdio()
+    read_fd, write_fd = os.pipe()
+    stacks_read, stacks_write = os.pipe()  # faulthandler's, at a crash or a timeout
+    go_read, go_write = os.pipe() if alarm is None else (-1, -1)
+    parent_pid = os.getpid()
+    gc.freeze()  # the child's collector then leaves the inherited objects, and their pages, alone
+    pid = os.fork()
+    if pid == 0:
+        for fd in (read_fd, stacks_read, go_write):
+            if fd != -1:
+                os.close(fd)
+        if alarm is None:
+            alarm = _wait_for_go(go_read, item)
+        if alarm[0] > 0:
+            signal.setitimer(signal.ITIMER_REAL, *alarm)
+        _child.main(item, nextitem, hooks, isolation.enter, write_fd, parent_pid, stacks_write)
+    gc.unfreeze()
+    for fd in (write_fd, stacks_write, go_read):
+        if fd != -1:
+            os.close(fd)
+    return Forked(pid, read_fd, stacks_read, go_write)
+
+
+def handover(
+    item: pytest.Item, alarm: tuple[float, float], inherited: Sequence[object]
+) -> bytes | None:
+    """What changed here since the spare was forked and it must take over: the alarm,
+    the session's failure count and stop flags, the warning filters of this test."""
+    session = item.session
+    filters = None if warnings.filters == inherited else warnings.filters
+    state = (alarm, session.testsfailed, session.shouldfail, session.shouldstop, filters)
+    try:
+        return pickle.dumps(state)
+    except Exception:  # a filter that cannot cross: fork afresh instead
+        return None
+
+
+def _wait_for_go(fd: int, item: pytest.Item) -> tuple[float, float]:
+    """In a spare: block until told to run (taking over ``_handover``) or to leave."""
+    try:
+        _linux.set_parent_death_signal(signal.SIGKILL)
+        chunks = []
+        while chunk := os.read(fd, 65536):
+            chunks.append(chunk)
+        os.close(fd)
+        if not chunks:
+            os._exit(0)
+        alarm, failed, shouldfail, shouldstop, filters = pickle.loads(b"".join(chunks))
+        session = item.session
+        session.testsfailed, session.shouldfail, session.shouldstop = failed, shouldfail, shouldstop
+        if filters is not None:
+            warnings.filters[:] = filters  # type: ignore[index]
+            getattr(warnings, "_filters_mutated", lambda: None)()
+        return alarm  # type: ignore[no-any-return]
+    except BaseException:  # a Ctrl-C while waiting: leave without a trace, atexit included
+        os._exit(0)
+
+
+def go(child: Forked, handover: bytes) -> None:
+    os.write(child.go, handover)  # small: well under a pipe's capacity
+    os.close(child.go)
+
+
+def fork_spare(
+    item: pytest.Item,
+    nextitem: pytest.Item,
+    hooks: _child.ChildHooks,
+    prepare_next: Prepare,
+    basetemp: str | None,
+) -> None:
+    """While this test's child runs, fork the next test's, if pytest's state will not change."""
+    config = item.config
+    if item.session.shouldstop or item.session.shouldfail or hasattr(config, "workerinput"):
+        return  # stopping; or under xdist, whose worker picks the next test itself
+    if not _internals.next_shares_state(item, nextitem, basetemp is not None):
+        return
+    try:
+        isolation = prepare_next(basetemp)
+    except _OUTCOMES:
+        return  # its own protocol reports that
+    after_next = _following(item.session, nextitem)
+    filters = list(warnings.filters)
+    child = fork(nextitem, after_next, hooks, isolation, None)
+    state = _internals.state_token(nextitem)
+    config.stash[_spare_key] = Spare(nextitem, after_next, isolation, child, state, filters)
+
+
+def fits(spare: Spare, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+    return (
+        spare.item is item
+        and spare.nextitem is nextitem
+        and spare.state.same_as(_internals.state_token(item))
+    )
+
+
+def discard(spare: Spare) -> None:
+    """A spare whose test will not run as it expected: tell it to leave, free its resources."""
+    os.close(spare.child.go)
+    os.close(spare.child.reports)
+    os.close(spare.child.stacks)
+    with contextlib.suppress(ChildProcessError):  # a Ctrl-C may have ended and reaped it
+        os.waitpid(spare.child.pid, 0)
+    spare.isolation.release()
+
+
+def discard_spare(config: pytest.Config) -> None:
+    spare = config.stash.get(_spare_key, None)
+    config.stash[_spare_key] = None
+    if spare is not None:
+        discard(spare)
+
+
+def _following(session: pytest.Session, item: pytest.Item) -> pytest.Item | None:
+    """The item after ``item`` in the session's order (which xdist does not follow)."""
+    if _positions_key not in session.stash:
+        session.stash[_positions_key] = {id(it): i for i, it in enumerate(session.items)}
+    position = session.stash[_positions_key].get(id(item))
+    if position is None or position + 1 >= len(session.items):
+        return None
+    return session.items[position + 1]
+
+
+_spare_key = pytest.StashKey[Spare | None]()
+_positions_key = pytest.StashKey[dict[int, int]]()
+
+
+def take_spare(config: pytest.Config) -> Spare | None:
+    """The spare forked for the test about to run, if any; it is the caller's now."""
+    spare = config.stash.get(_spare_key, None)
+    config.stash[_spare_key] = None
+    return spare
