@@ -25,8 +25,6 @@ from . import _child, _internals, _linux
 if TYPE_CHECKING:
     from ._runner import Isolation, Prepare
 
-_OUTCOMES = (Exception, pytest.skip.Exception, pytest.fail.Exception)
-
 
 @dataclass(frozen=True)
 class Forked:
@@ -144,7 +142,7 @@ def fork_spare(
         return
     try:
         isolation = prepare_next(basetemp)
-    except _OUTCOMES:
+    except _internals.SETUP_FAILURES:
         return  # its own protocol reports that
     after_next = _following(item.session, nextitem)
     filters = list(warnings.filters)

@@ -21,6 +21,9 @@ from _pytest.junitxml import xml_key
 from _pytest.runner import runtestprotocol
 from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
+SETUP_FAILURES = (Exception, pytest.skip.Exception, pytest.fail.Exception)
+"""What a failing setup raises: pytest's outcomes (not BaseException) and every Exception."""
+
 
 def setup_wider_scopes(item: pytest.Item) -> str | None:
     """Set up collectors and session/package/module/class fixtures, as pytest's setup would.

@@ -12,6 +12,8 @@ import contextlib
 import os
 import signal
 
+from . import _linux
+
 
 def children(pid: int | str = "self") -> list[int]:
     """The live children of ``pid``, from every thread's ``/proc/.../children``."""
@@ -53,8 +55,9 @@ def is_alive(pid: int) -> bool:
 
 
 def mount_namespace(pid: int) -> int | None:
+    """Its mount namespace, or None for a process already gone."""
     try:
-        return os.stat(f"/proc/{pid}/ns/mnt").st_ino
+        return _linux.mount_namespace_id(pid)
     except OSError:
         return None
 

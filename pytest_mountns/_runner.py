@@ -18,8 +18,6 @@ import pytest
 
 from . import _child, _forking, _frames, _internals, _linux, _processes
 
-_OUTCOMES = (Exception, pytest.skip.Exception, pytest.fail.Exception)
-
 
 @dataclass(frozen=True)
 class Isolation:
@@ -60,7 +58,7 @@ def run_isolated(
             _forking.discard(spare)
             spare = None
         isolation = spare.isolation if spare is not None else prepare(basetemp)
-    except _OUTCOMES as error:
+    except _internals.SETUP_FAILURES as error:
         if spare is not None:
             _forking.discard(spare)
         return error
