@@ -7,7 +7,6 @@ nothing is reported from here. The child always ends with ``os._exit``.
 
 from __future__ import annotations
 
-import bdb
 import contextlib
 import faulthandler
 import gc
@@ -22,7 +21,7 @@ from typing import NoReturn
 
 import pytest
 
-from . import _frames, _internals, _linux, _processes
+from . import _frames, _internals, _linux, _phases, _processes
 
 STACKS_SIGNAL = signal.SIGRTMIN + 4
 """Asks a child that overran its timeout to write its Python stacks."""
@@ -56,7 +55,7 @@ def main(
         junit_mark = _internals.junit_mark(item.config)
         with warnings.catch_warnings(record=True) as caught:
             try:
-                run_phases(item, nextitem, writer)
+                _run(item, nextitem, writer)
                 ending: tuple[int, bytes] = (_frames.DONE, b"")
             except pytest.exit.Exception as stop:
                 _internals.teardown_everything_quietly(item)
@@ -100,22 +99,17 @@ def _save_coverage(config: pytest.Config) -> None:
         data.write()
 
 
-def run_phases(item: pytest.Item, nextitem: pytest.Item | None, writer: _frames.Writer) -> None:
-    config, ihook = item.config, item.ihook
+def _run(item: pytest.Item, nextitem: pytest.Item | None, writer: _frames.Writer) -> None:
+    config = item.config
 
-    def send(report: pytest.TestReport) -> pytest.TestReport:
+    def send(report: pytest.TestReport) -> None:
         if report.when == "call":
             # Plugins may settle the outcome here, from state only the child has
             # (pytest's subtests fail a test that holds failed subtests).
             config.hook.pytest_report_teststatus(report=report, config=config)
         writer.send_report(_frames.REPORT, config, report)
-        return report
 
-    setup = send(_call_and_report(item, "setup", lambda: ihook.pytest_runtest_setup(item=item)))
-    if setup.passed and not config.option.setuponly:
-        send(_call_and_report(item, "call", lambda: ihook.pytest_runtest_call(item=item)))
-    teardown = lambda: ihook.pytest_runtest_teardown(item=item, nextitem=nextitem)  # noqa: E731
-    send(_call_and_report(item, "teardown", teardown))
+    _phases.run_phases(item, nextitem, send)
     _internals.teardown_everything_quietly(item)
 
 
@@ -134,28 +128,7 @@ def warn_about_leftovers(item: pytest.Item, killed: list[str]) -> None:
         )
 
 
-def reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
-    """What ends the session instead of failing the test, as in pytest's own protocol."""
-    if config.getoption("usepdb", False):
-        return (pytest.exit.Exception,)
-    return (pytest.exit.Exception, KeyboardInterrupt)
-
-
-def _call_and_report(item: pytest.Item, when: str, run: Callable[[], None]) -> pytest.TestReport:
-    call = pytest.CallInfo.from_call(run, when=when, reraise=reraised(item.config))  # type: ignore[arg-type]
-    report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
-    if _is_interactive(call, report):
-        item.ihook.pytest_exception_interact(node=item, call=call, report=report)
-    return report
-
-
-def _is_interactive(call: pytest.CallInfo[None], report: pytest.TestReport) -> bool:
-    if call.excinfo is None or hasattr(report, "wasxfail"):
-        return False
-    return not isinstance(call.excinfo.value, (pytest.skip.Exception, bdb.BdbQuit))
-
-
-class ChildHooks:
+class ChildHooks(_phases.EnterAtSetup):
     """The child's own hooks: enter first at setup, end leftovers, send logged reports.
 
     Registered once in pytest's process, where they do nothing; ``activate``
@@ -163,8 +136,8 @@ class ChildHooks:
     """
 
     def __init__(self, config: pytest.Config) -> None:
+        super().__init__()
         self._config = config
-        self._enter: Callable[[], None] | None = None
         self._writer: _frames.Writer | None = None
 
     def activate(self, enter: Callable[[], None], writer: _frames.Writer) -> None:
@@ -173,20 +146,9 @@ class ChildHooks:
         Those report (terminal, junitxml, xdist's channel to its controller) and
         belong to pytest's process, which logs the forwarded report once.
         """
-        self._enter, self._writer = enter, writer
+        self.arm(enter)
+        self._writer = writer
         _internals.silence_logreport_except(self._config, self)
-
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_setup(self) -> None:
-        """Inside pytest's capture and log wrappers, so a failure is a setup error like any."""
-        if self._enter is None:
-            return
-        try:
-            self._enter()
-            return
-        except OSError as error:
-            message = f"mountns: could not set up the isolated namespace: {error}"
-        pytest.fail(message, pytrace=False)
 
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:

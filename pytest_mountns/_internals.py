@@ -218,13 +218,47 @@ def drop_inherited_finalizers(item: pytest.Item) -> None:
 
 
 def renew_request(item: pytest.Item) -> None:
-    """In the child: a re-run item (pytest-rerunfailures) needs a fresh request, as pytest does."""
+    """Before the setup: a re-run item (pytest-rerunfailures) needs a fresh request."""
     if getattr(item, "_request", True) is False:
         item._initrequest()  # type: ignore[attr-defined]
 
 
+def set_wider_finalizers_aside(item: pytest.Item) -> dict[Any, Any]:
+    """In-process: let the item's teardown end only its own scope, inside its namespace.
+
+    The wider scopes end afterwards, outside it, as in a forked run; their
+    finalizers wait aside meanwhile.
+    """
+    stack = item.session._setupstate.stack
+    aside = dict(stack)
+    for node, (_, failure) in aside.items():
+        stack[node] = ([], failure)
+    return aside
+
+
+def put_wider_finalizers_back(item: pytest.Item, aside: dict[Any, Any]) -> None:
+    """Rebuild the wider scopes' entries, with the finalizers the test itself added to them.
+
+    Those belong to a wider fixture the test was first to request
+    (``request.getfixturevalue``); where its scope ended with the item, they ran already.
+    """
+    stack = item.session._setupstate.stack
+    now = dict(stack)
+    stack.clear()
+    for node, (finalizers, failure) in aside.items():
+        added = now[node][0] if node in now else []
+        stack[node] = (finalizers + added, failure)
+
+
+def release_request(item: pytest.Item) -> None:
+    """In-process, after the teardown: drop the test's fixture values, as pytest's protocol does."""
+    if hasattr(item, "_request"):
+        item._request = False
+        item.funcargs = None  # type: ignore[attr-defined]
+
+
 def teardown_everything_quietly(item: pytest.Item) -> None:
-    """In the child: tear down what the child itself set up and no report covered."""
+    """Tear down what the test itself set up and no report covered (the wider scopes are aside)."""
     with contextlib.suppress(BaseException):
         item.session._setupstate.teardown_exact(None)
 

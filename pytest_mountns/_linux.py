@@ -17,6 +17,7 @@ from . import _mountinfo
 
 
 class CloneFlag(enum.IntFlag):
+    FS = 0x00000200
     NEWNS = 0x00020000
     NEWUSER = 0x10000000
 
@@ -64,6 +65,10 @@ _mount.argtypes = [
 ]
 _mount.restype = ctypes.c_int
 
+_setns = _libc.setns
+_setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_setns.restype = ctypes.c_int
+
 _umount2 = _libc.umount2
 _umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
 _umount2.restype = ctypes.c_int
@@ -106,6 +111,10 @@ def _names(flags: enum.IntFlag) -> str:
 
 def unshare(flags: CloneFlag) -> None:
     _check(_unshare(int(flags)), f"unshare({_names(flags)})")
+
+
+def setns(fd: int, flags: CloneFlag) -> None:
+    _check(_setns(fd, int(flags)), f"setns({_names(flags)})")
 
 
 def mount(
@@ -182,7 +191,8 @@ def flush_c_stdio() -> None:
     _fflush(None)
 
 
-def mount_namespace_id(pid: int | str = "self") -> int:
+def mount_namespace_id(pid: int | str = "thread-self") -> int:
+    """The namespace of a process, or by default of the calling thread (they may differ)."""
     return os.stat(f"/proc/{pid}/ns/mnt").st_ino
 
 

@@ -1,4 +1,7 @@
-"""Reading ``/proc/self/mountinfo`` into typed entries. Standard library only."""
+"""Reading the calling thread's ``mountinfo`` into typed entries. Standard library only.
+
+The thread's, not the process's: in-process isolation moves one thread only.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import re
 import select
 from dataclasses import dataclass
 
+MOUNTINFO = "/proc/thread-self/mountinfo"
 _ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
@@ -24,7 +28,7 @@ class MountEntry:
     """``shared``, ``slave``, ``private`` or ``unbindable``."""
 
 
-def read(path: str = "/proc/self/mountinfo") -> list[MountEntry]:
+def read(path: str = MOUNTINFO) -> list[MountEntry]:
     with open(path) as table:
         return [_parse(line) for line in table if line.strip()]
 
@@ -68,7 +72,7 @@ def root_propagation() -> str:
 
 def snapshot() -> str:
     """The mount table as text, to compare whole entries: mount IDs alone are reused."""
-    with open("/proc/self/mountinfo") as table:
+    with open(MOUNTINFO) as table:
         return table.read()
 
 
@@ -81,7 +85,7 @@ class Watch:
     """
 
     def __init__(self) -> None:
-        self._fd = os.open("/proc/self/mountinfo", os.O_RDONLY | os.O_CLOEXEC)
+        self._fd = os.open(MOUNTINFO, os.O_RDONLY | os.O_CLOEXEC)
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLPRI)
         self._changed()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from . import _child, _forking, _frames, _internals, _linux, _processes
+from . import _child, _forking, _frames, _internals, _linux, _phases, _processes
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class Isolation:
     """Runs here just before the child starts the test."""
     release: Callable[[], None] = lambda: None
     """Runs here if the child never starts (a spare thrown away)."""
+    leave: Callable[[], None] = lambda: None
+    """In-process only: runs after the test's own teardown, whatever happened, to come back."""
 
 
 Prepare = Callable[[str | None], Isolation]
@@ -177,7 +179,7 @@ def _collect(
             _after_an_abnormal_end(item, pid, ending, stacks_fd, received, own_children, started)
     finally:
         os.close(fd)
-    _finish(item, nextitem, received, isolation)
+    finish(item, nextitem, received, isolation)
 
 
 def _after_an_abnormal_end(
@@ -202,7 +204,7 @@ def _after_an_abnormal_end(
     _report_death(item, received, _describe(status, detail), detail, started)
 
 
-def _finish(
+def finish(
     item: pytest.Item,
     nextitem: pytest.Item | None,
     received: dict[str, pytest.TestReport],
@@ -212,7 +214,7 @@ def _finish(
     problem = isolation.check()  # before the parent's teardown, which may unmount what it mounted
     if item.session.shouldfail or item.session.shouldstop:
         nextitem = None
-    reraise = _child.reraised(item.config)
+    reraise = _phases.reraised(item.config)
     parent_half = _internals.teardown_wider_scopes(item, nextitem, reraise)
     teardown = _merge_teardown(received["teardown"], parent_half)
     if problem is not None:

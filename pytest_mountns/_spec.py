@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 KINDS = ("tmpfs", "bind", "ro_bind", "readonly", "hide", "overlay")
-MARKER_KEYWORDS = (*KINDS, "propagation", "timeout")
+MARKER_KEYWORDS = (*KINDS, "propagation", "timeout", "fork")
 PROPAGATIONS = ("private", "slave")
 TMPFS_OPTIONS = ("size", "nr_inodes", "mode", "uid", "gid", "ro", "noexec")
 _ALWAYS_ON = ("nosuid", "nodev")
@@ -81,6 +81,8 @@ class Declaration:
     mounts: dict[str, Mount] = field(default_factory=dict)
     propagation: str | None = None
     timeout: float | None = None
+    fork: bool | None = None
+    """False: run in pytest's own thread (in-process mode); True: in a forked child."""
 
 
 @dataclass(frozen=True)
@@ -146,8 +148,11 @@ def parse_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], base: str) ->
             f"propagation={propagation!r}", f"must be one of {', '.join(map(repr, PROPAGATIONS))}"
         )
     timeout = kwargs.get("timeout")
+    fork = kwargs.get("fork")
+    if fork is not None and not isinstance(fork, bool):
+        raise DeclarationError(f"fork={fork!r}", "must be True or False")
     return Declaration(
-        mounts, propagation, None if timeout is None else parse_timeout(timeout, "timeout=")
+        mounts, propagation, None if timeout is None else parse_timeout(timeout, "timeout="), fork
     )
 
 
@@ -183,12 +188,19 @@ def _add(mounts: dict[str, Mount], mount: Mount) -> None:
 def merge(closest_first: Iterable[Declaration]) -> Declaration:
     """Merge the declarations of an item's markers; the closest one wins per target."""
     mounts: dict[str, Mount] = {}
-    propagation = timeout = None
+    propagation = timeout = fork = None
     for declaration in reversed(list(closest_first)):
         mounts.update(declaration.mounts)
         propagation = declaration.propagation or propagation
         timeout = declaration.timeout or timeout
-    return Declaration(mounts, propagation, timeout)
+        fork = fork if declaration.fork is None else declaration.fork
+    if fork is False and timeout is not None:
+        raise DeclarationError(
+            "fork=False",
+            f"cannot be combined with timeout={timeout:g}: "
+            "only a forked child can be stopped when it overruns",
+        )
+    return Declaration(mounts, propagation, timeout, fork)
 
 
 def normalize_path(value: object, argument: str) -> str:

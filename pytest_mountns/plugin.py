@@ -7,27 +7,39 @@ import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from . import _forking, _internals, _mountinfo, _namespace, _probe, _runner, _spec
+from . import (
+    _forking,
+    _inprocess,
+    _internals,
+    _mountinfo,
+    _namespace,
+    _probe,
+    _runner,
+    _spec,
+    _thread_namespace,
+)
 from ._imperative import MountNamespace
 from ._spec import DeclarationError, MountPlan, TmpfsOptions
 
 MARKER_HELP = (
     "mountns(*tmpfs_targets, tmpfs=None, bind=None, ro_bind=None, readonly=None, hide=None, "
-    "overlay=None, propagation='private', timeout=None): run the test in a forked child with "
-    "a private Linux mount namespace. Each positional path and tmpfs= entry gets a fresh "
-    "tmpfs (tmpfs= may map path -> options: 'size=16m,mode=0700,ro' or {'size': '16m'}; "
-    "size, nr_inodes, mode, uid, gid, ro, noexec). bind= and ro_bind= map target -> source "
+    "overlay=None, propagation='private', timeout=None, fork=None): run the test in a private "
+    "Linux mount namespace, in a forked child (fork=False: in pytest's own thread). Each "
+    "positional path and tmpfs= entry gets a fresh tmpfs (tmpfs= may map path -> options: "
+    "'size=16m,mode=0700,ro' or {'size': '16m'}; size, nr_inodes, mode, uid, gid, ro, "
+    "noexec). bind= and ro_bind= map target -> source "
     "(relative to the test file). readonly= makes paths read-only, hide= makes them empty, "
     "overlay= makes writes to them vanish. propagation='slave' lets the host's new mounts in. "
     "timeout= fails and kills a test that runs longer (seconds). Closest marker wins."
 )
 DEFAULT_TMPFS_SIZE = "64m"
+MODES = ("fork", "inprocess")
 
 
 @dataclass(frozen=True)
@@ -37,6 +49,7 @@ class Settings:
     userns: str
     tmpfs_size: str
     timeout: float | None
+    mode: str
 
 
 settings_key = pytest.StashKey[Settings]()
@@ -45,6 +58,7 @@ setup_error_key = pytest.StashKey[BaseException]()
 inside_key = pytest.StashKey[bool]()
 mountpoint_key = pytest.StashKey[str]()
 mount_watch_key = pytest.StashKey[_mountinfo.Watch]()
+no_inprocess_key = pytest.StashKey[str | None]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -79,6 +93,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="fail and kill an isolated test that runs longer (ini: mountns_timeout; "
         "the marker's timeout= wins)",
     )
+    group.addoption(
+        "--mountns-mode",
+        choices=MODES,
+        default=None,
+        help="fork (a child per test; the default) or inprocess (pytest's own thread enters "
+        "the namespace: far cheaper, needs CAP_SYS_ADMIN, contains no crash; a test with a "
+        "timeout still forks) (ini: mountns_mode; the marker's fork= wins)",
+    )
+    parser.addini("mountns_mode", default="fork", help="fork or inprocess")
     parser.addini("mountns_userns", default="auto", help="auto, always or never")
     parser.addini("mountns_timeout", default="", help="seconds an isolated test may run")
     parser.addini(
@@ -107,6 +130,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if userns not in _probe.USERNS_MODES:
         choices = ", ".join(_probe.USERNS_MODES)
         raise pytest.UsageError(f"ini mountns_userns={userns!r}: must be one of {choices}")
+    mode = config.getoption("mountns_mode") or str(config.getini("mountns_mode"))
+    if mode not in MODES:
+        raise pytest.UsageError(f"ini mountns_mode={mode!r}: must be one of {', '.join(MODES)}")
     timeout = config.getoption("mountns_timeout")
     ini_timeout = str(config.getini("mountns_timeout")).strip()
     if timeout is None and ini_timeout:
@@ -120,6 +146,7 @@ def pytest_configure(config: pytest.Config) -> None:
         userns=userns,
         tmpfs_size=size,
         timeout=timeout,
+        mode=mode,
     )
 
 
@@ -134,7 +161,21 @@ def pytest_report_header(config: pytest.Config) -> str:
         state = f"available ({availability.how})"
     else:
         state = f"unavailable: {availability.how}"
-    return f"mountns: isolation {state}; / propagation: {_mountinfo.root_propagation()}"
+    mode = _mode_line(config) if availability.available else ""
+    return f"mountns: isolation {state}{mode}; / propagation: {_mountinfo.root_propagation()}"
+
+
+def _mode_line(config: pytest.Config) -> str:
+    """Which runner isolated tests get; where in-process was asked for and cannot be, why."""
+    settings = config.stash[settings_key]
+    if settings.mode == "fork":
+        return "; mode fork"
+    reason = _no_inprocess(config)
+    if reason is not None:
+        return f"; mode fork, as inprocess is unavailable: {reason}"
+    if settings.timeout is not None:
+        return "; mode fork, as a timeout (--mountns-timeout) needs a forked child"
+    return "; mode inprocess (tests with a timeout fork)"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -157,9 +198,13 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         return None
 
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    in_process = _runs_in_process(item, declaration)
+    prepare = functools.partial(_prepare, item, declaration, availability, in_process)
     try:
-        prepare = functools.partial(_prepare, item, declaration, availability)
-        failure = _runner.run_isolated(item, nextitem, prepare, _prepare_next(nextitem))
+        if in_process:
+            failure = _inprocess.run_in_process(item, nextitem, prepare)
+        else:
+            failure = _runner.run_isolated(item, nextitem, prepare, _prepare_next(nextitem))
     finally:
         _remove_mountpoint(item)
     if failure is not None:
@@ -180,20 +225,54 @@ def _prepare_next(nextitem: pytest.Item | None) -> _runner.Prepare | None:
         declaration = _declaration(nextitem)
     except DeclarationError:
         return None  # its own protocol reports that
-    if not availability.available:
+    if not availability.available or _runs_in_process(nextitem, declaration):
         return None
-    return functools.partial(_prepare, nextitem, declaration, availability)
+    return functools.partial(_prepare, nextitem, declaration, availability, False)
+
+
+def _runs_in_process(item: pytest.Item, declaration: _spec.Declaration) -> bool:
+    """In-process where asked (marker, else option, else ini) and possible; else forked.
+
+    A timeout forks: only a child can be stopped when it overruns.
+    """
+    settings = item.config.stash[settings_key]
+    wanted = settings.mode == "inprocess" if declaration.fork is None else not declaration.fork
+    return (
+        wanted
+        and declaration.timeout is None
+        and settings.timeout is None
+        and _no_inprocess(item.config) is None
+    )
+
+
+def _no_inprocess(config: pytest.Config) -> str | None:
+    """Why a thread of this process cannot isolate a test, or None; found out once."""
+    if no_inprocess_key not in config.stash:
+        availability = _availability(config)
+        if not availability.available:
+            reason: str | None = availability.how
+        elif availability.user_namespace:
+            reason = (
+                "it needs CAP_SYS_ADMIN; isolation here takes a user namespace, "
+                "which a thread cannot leave"
+            )
+        else:
+            reason = _thread_namespace.probe()
+        config.stash[no_inprocess_key] = reason
+    return config.stash[no_inprocess_key]
 
 
 def _prepare(
     item: pytest.Item,
     declaration: _spec.Declaration,
     availability: _probe.Availability,
+    in_process: bool,
     basetemp: str | None,
 ) -> _runner.Isolation:
     """In pytest's process, once the wider fixtures (which may create targets) are set up.
 
-    Targets are checked here, before the fork, so nothing is mounted when one is wrong.
+    Targets are checked here, before the fork or the switch, so nothing is
+    mounted when one is wrong.
     """
     try:
         plan = _spec.resolve(declaration)
@@ -208,8 +287,18 @@ def _prepare(
     # With slave propagation the host's own mounts come in: that is the point of
     # it, and those are indistinguishable from a leak here, so there is no check.
     check = _no_check if plan.propagation == "slave" else functools.partial(_leaked_mounts, watch)
+    enter: Callable[[], None]
+    leave: Callable[[], None]
+    if in_process:
+        origins: list[_thread_namespace.Origin] = []
+        enter = functools.partial(_enter_thread, item, plan, keep_visible, origins)
+        leave = functools.partial(_leave_thread, item, origins)
+    else:
+        enter = functools.partial(_enter, item, availability, plan, keep_visible)
+        leave = _no_leave
     return _runner.Isolation(
-        enter=functools.partial(_enter, item, availability, plan, keep_visible),
+        enter=enter,
+        leave=leave,
         check=check,
         timeout=declaration.timeout or item.config.stash[settings_key].timeout,
         begin=watch.start,
@@ -234,6 +323,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def _no_check() -> None:
     return None
+
+
+def _no_leave() -> None:
+    return None  # the child leaves by exiting
 
 
 def _mount_watch(config: pytest.Config) -> _mountinfo.Watch:
@@ -293,6 +386,31 @@ def _enter(
     item.config.stash[inside_key] = True
 
 
+def _enter_thread(
+    item: pytest.Item,
+    plan: MountPlan,
+    keep_visible: Sequence[str],
+    origins: list[_thread_namespace.Origin],
+) -> None:
+    """In-process, before the test's setup: move this thread in and mount."""
+    origins.append(_thread_namespace.enter(plan.propagation))
+    item.config.stash[inside_key] = True
+    _namespace.apply(plan, keep_visible)
+
+
+def _leave_thread(item: pytest.Item, origins: list[_thread_namespace.Origin]) -> None:
+    """In-process, after the test's own teardown, whatever happened: back to pytest's namespace.
+
+    Where the thread cannot return, no later test can be isolated safely: the session stops.
+    """
+    item.config.stash[inside_key] = False
+    while origins:
+        try:
+            _thread_namespace.leave(origins.pop())
+        except _thread_namespace.NoWayBack as error:
+            pytest.exit(str(error), returncode=pytest.ExitCode.INTERNAL_ERROR)
+
+
 @pytest.fixture
 def isolated_tmpfs(request: pytest.FixtureRequest) -> Path:
     """A fresh, empty, writable tmpfs that only this test sees; asking for it isolates the test.
@@ -312,7 +430,7 @@ def isolated_tmpfs(request: pytest.FixtureRequest) -> Path:
     os.makedirs(mountpoint, exist_ok=True)  # only if a declared tmpfs hides the parent's
     size = request.config.stash[settings_key].tmpfs_size
     _namespace.mount_tmpfs(mountpoint, TmpfsOptions(size=size, mode=0o700))
-    return Path(mountpoint)  # the namespace, and the mount with it, ends with the child
+    return Path(mountpoint)  # the namespace, and the mount with it, ends with the test
 
 
 @pytest.fixture

@@ -274,7 +274,8 @@ def test_markers_help_and_report_header(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     signature = (
         "@pytest.mark.mountns(*tmpfs_targets, tmpfs=None, bind=None, ro_bind=None, "
-        "readonly=None, hide=None, overlay=None, propagation='private', timeout=None): *"
+        "readonly=None, hide=None, overlay=None, propagation='private', timeout=None, "
+        "fork=None): *"
     )
     result.stdout.fnmatch_lines([signature])
     pytester.makepyfile("def test_x(): pass")
@@ -282,5 +283,5 @@ def test_markers_help_and_report_header(pytester: pytest.Pytester) -> None:
     findmnt = ["findmnt", "--noheadings", "--output", "PROPAGATION", "/"]
     propagation = subprocess.run(findmnt, capture_output=True, text=True, check=True).stdout
     result.stdout.fnmatch_lines(
-        [f"mountns: isolation available (root: *); / propagation: {propagation.strip()}"]
+        [f"mountns: isolation available (root: *); mode fork; / propagation: {propagation.strip()}"]
     )

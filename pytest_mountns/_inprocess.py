@@ -1,0 +1,67 @@
+"""The in-process runner: the test runs in pytest's own thread, moved into its namespace.
+
+No fork, no pipe, no serialization: the reports are pytest's own objects,
+logged as they are made. Like the fork runner, it knows nothing of mounts:
+the ``Isolation``'s ``enter`` moves the thread in at setup and its
+``leave`` brings it back after the test's own teardown, whatever happened.
+The wider scopes are set up and torn down outside, as in a forked run.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from . import _internals, _phases, _runner
+
+_entry_key = pytest.StashKey[_phases.EnterAtSetup]()
+
+
+def run_in_process(
+    item: pytest.Item, nextitem: pytest.Item | None, prepare: _runner.Prepare
+) -> BaseException | None:
+    """Run the item's setup, call and teardown here, inside the isolation ``prepare`` gives.
+
+    As ``_runner.run_isolated``: a failure to set up the wider scopes, or
+    to prepare, is returned with nothing of the test run.
+    """
+    try:
+        basetemp = _internals.setup_wider_scopes(item)
+        isolation = prepare(basetemp)
+    except _internals.SETUP_FAILURES as error:
+        return error
+    entry = _entry(item.config)
+    received: dict[str, pytest.TestReport] = {}
+
+    def deliver(report: pytest.TestReport) -> None:
+        received[report.when] = report
+        if report.when != "teardown":  # logged once merged with the wider scopes' half
+            item.ihook.pytest_runtest_logreport(report=report)
+
+    isolation.begin()
+    aside = _internals.set_wider_finalizers_aside(item)
+    _internals.renew_request(item)
+    entry.arm(isolation.enter)
+    try:
+        try:
+            _phases.run_phases(item, nextitem, deliver)
+        except BaseException:  # Ctrl-C or pytest.exit: the test's fixtures end inside, too
+            _internals.teardown_everything_quietly(item)
+            raise
+    finally:
+        entry.arm(None)
+        try:
+            isolation.leave()
+        finally:
+            _internals.put_wider_finalizers_back(item, aside)
+            _internals.release_request(item)
+    _runner.finish(item, nextitem, received, isolation)
+    return None
+
+
+def _entry(config: pytest.Config) -> _phases.EnterAtSetup:
+    """Registered once per session; it does nothing until armed."""
+    if _entry_key not in config.stash:
+        entry = _phases.EnterAtSetup()
+        config.pluginmanager.register(entry, "mountns-inprocess")
+        config.stash[_entry_key] = entry
+    return config.stash[_entry_key]

@@ -1,0 +1,74 @@
+"""Setup, call and teardown of one item, as pytest runs them, for either runner.
+
+Public pytest API only: ``CallInfo``, the makereport and interact hooks. The
+runner decides where each report goes (down a pipe, or to pytest's log),
+and what the isolation's ``enter`` is; ``EnterAtSetup`` runs it first in setup.
+"""
+
+from __future__ import annotations
+
+import bdb
+from collections.abc import Callable
+
+import pytest
+
+
+def run_phases(
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    deliver: Callable[[pytest.TestReport], None],
+) -> None:
+    """pytest's three phases, each report handed to ``deliver`` as soon as it is made."""
+    ihook = item.ihook
+    setup = _call_and_report(item, "setup", lambda: ihook.pytest_runtest_setup(item=item))
+    deliver(setup)
+    if setup.passed and not item.config.option.setuponly:
+        deliver(_call_and_report(item, "call", lambda: ihook.pytest_runtest_call(item=item)))
+    teardown = lambda: ihook.pytest_runtest_teardown(item=item, nextitem=nextitem)  # noqa: E731
+    deliver(_call_and_report(item, "teardown", teardown))
+
+
+def reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
+    """What ends the session instead of failing the test, as in pytest's own protocol."""
+    if config.getoption("usepdb", False):
+        return (pytest.exit.Exception,)
+    return (pytest.exit.Exception, KeyboardInterrupt)
+
+
+def _call_and_report(item: pytest.Item, when: str, run: Callable[[], None]) -> pytest.TestReport:
+    call = pytest.CallInfo.from_call(run, when=when, reraise=reraised(item.config))  # type: ignore[arg-type]
+    report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+    if _is_interactive(call, report):
+        item.ihook.pytest_exception_interact(node=item, call=call, report=report)
+    return report
+
+
+def _is_interactive(call: pytest.CallInfo[None], report: pytest.TestReport) -> bool:
+    if call.excinfo is None or hasattr(report, "wasxfail"):
+        return False
+    return not isinstance(call.excinfo.value, (pytest.skip.Exception, bdb.BdbQuit))
+
+
+class EnterAtSetup:
+    """A plugin that enters the isolation first thing in the test's setup, when armed.
+
+    Inside pytest's capture and log wrappers, so a failure to mount is a
+    setup error like any. Registered once per session; armed per test.
+    """
+
+    def __init__(self) -> None:
+        self._enter: Callable[[], None] | None = None
+
+    def arm(self, enter: Callable[[], None] | None) -> None:
+        self._enter = enter
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self) -> None:
+        if self._enter is None:
+            return
+        try:
+            self._enter()
+            return
+        except OSError as error:
+            message = f"mountns: could not set up the isolated namespace: {error}"
+        pytest.fail(message, pytrace=False)

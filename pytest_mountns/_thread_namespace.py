@@ -1,0 +1,99 @@
+"""In-process isolation: the calling thread enters a private mount namespace and comes back.
+
+A mount namespace belongs to a thread, not to a process: ``unshare`` moves
+only the caller, and ``setns`` on a held descriptor moves it back. No fork,
+so no page tables to copy: the switch costs a few syscalls.
+
+``unshare(CLONE_NEWNS)`` implies ``CLONE_FS``: from then on the thread has
+its own working directory, root and umask, and a ``chdir`` no longer reaches
+the threads that existed before (nor theirs it). The way back restores both.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+from . import _linux
+from ._linux import CloneFlag, MountFlag
+
+
+class NoWayBack(RuntimeError):
+    """The thread could not return to pytest's namespace: isolation cannot go on safely."""
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where the thread was, held open so that it can return to exactly there."""
+
+    namespace: int
+    root: int
+    cwd: int
+
+
+def enter(propagation: str = "private") -> Origin:
+    """Move the calling thread into a fresh mount namespace cut off from its old one.
+
+    On failure the thread is back where it was before this raises.
+    """
+    origin = _hold()
+    try:
+        _linux.unshare(CloneFlag.NEWNS)
+        kind = MountFlag.SLAVE if propagation == "slave" else MountFlag.PRIVATE
+        _linux.mount(None, "/", None, MountFlag.REC | kind)
+    except BaseException:
+        leave(origin)
+        raise
+    return origin
+
+
+def leave(origin: Origin) -> None:
+    """Return the thread to the namespace, root and working directory of ``origin``.
+
+    ``setns`` refuses a thread that shares its file-system context, and a
+    thread the test started shares it (and stays behind, in the test's
+    namespace): so the context is made the thread's own again first.
+    """
+    try:
+        _linux.unshare(CloneFlag.FS)
+        _linux.setns(origin.namespace, CloneFlag.NEWNS)
+        # setns moves root and cwd to the namespace's root; a chroot'ed pytest wants its own.
+        if not os.path.samestat(os.fstat(origin.root), os.stat("/")):
+            os.fchdir(origin.root)
+            os.chroot(".")
+        os.fchdir(origin.cwd)
+    except OSError as error:
+        raise NoWayBack(
+            f"mountns: this thread could not return to pytest's mount namespace: {error}"
+        ) from error
+    finally:
+        for fd in (origin.namespace, origin.root, origin.cwd):
+            os.close(fd)
+
+
+def probe() -> str | None:
+    """Why a thread cannot go in and come back here, or None: tried in a throwaway thread.
+
+    The throwaway thread ends either way, so a failed return strands nothing.
+    """
+    failures: list[str] = []
+
+    def attempt() -> None:
+        try:
+            leave(enter())
+        except (OSError, NoWayBack) as error:
+            failures.append(str(error))
+
+    thread = threading.Thread(target=attempt, name="pytest-mountns-probe")
+    thread.start()
+    thread.join()
+    return failures[0] if failures else None
+
+
+def _hold() -> Origin:
+    flags = os.O_CLOEXEC
+    namespace = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | flags)
+    root = os.open("/", os.O_PATH | os.O_DIRECTORY | flags)
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | flags)
+    return Origin(namespace, root, cwd)
