@@ -58,10 +58,10 @@ def leave(origin: Origin) -> None:
     try:
         _linux.unshare(CloneFlag.FS)
         _linux.setns(origin.namespace, CloneFlag.NEWNS)
-        # setns moves root and cwd to the namespace's root; a chroot'ed pytest wants its own.
-        if not os.path.samestat(os.fstat(origin.root), os.stat("/")):
-            os.fchdir(origin.root)
-            os.chroot(".")
+        # setns puts root and cwd at the namespace's root; pytest's root may be a chroot
+        # (a bind of the same directory, which no stat tells apart), so always restore it.
+        os.fchdir(origin.root)
+        os.chroot(".")
         os.fchdir(origin.cwd)
     except OSError as error:
         raise NoWayBack(

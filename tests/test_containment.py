@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._helpers import mount_table
+from tests._helpers import run_in_shared_root
 
 
 def alive(pid: int) -> bool:
@@ -239,36 +240,40 @@ def test_next():
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="nsenter into pytest's namespace needs root")
-def test_a_mount_made_in_pytest_s_namespace_fails_the_test(pytester: pytest.Pytester) -> None:
-    """Root mode is no security boundary; the plugin notices, names the mount, and says so."""
+@pytest.mark.parametrize("mode", ["fork", "inprocess"])
+def test_a_mount_made_in_pytest_s_namespace_fails_the_test(
+    pytester: pytest.Pytester, mode: str
+) -> None:
+    """Root mode is no security boundary; the plugin notices, names the mount, and says so.
+
+    pytest runs in a throwaway namespace, which stands for the host here.
+    """
     target = pytester.mkdir("target")
+    pytester.makeconftest(
+        """
+import os
+PYTEST_NAMESPACE = f"/proc/{os.getpid()}/fd/{os.open('/proc/thread-self/ns/mnt', os.O_RDONLY)}"
+"""
+    )
     pytester.makepyfile(
         f"""
-import os, subprocess, pytest
+import subprocess, pytest
+from conftest import PYTEST_NAMESPACE
 
 @pytest.mark.mountns
 def test_escapes():
-    pytest_process = str(os.getppid())
-    subprocess.run(["nsenter", "--mount=/proc/" + pytest_process + "/ns/mnt",
+    subprocess.run(["nsenter", "--mount=" + PYTEST_NAMESPACE,
                     "mount", "-t", "tmpfs", "escaped", {str(target)!r}], check=True)
 
 def test_next():
     pass
 """
     )
-    before = mount_table()
-    try:
-        result = pytester.runpytest("-p", "no:cacheprovider")
-        result.assert_outcomes(passed=2, errors=1)
-        result.stdout.fnmatch_lines(
-            [
-                "*the host's mount table changed while the isolated test ran*",
-                f"  + {target} (tmpfs from escaped, private)",
-            ]
-        )
-    finally:
-        subprocess.run(["umount", str(target)], check=False)
-    assert mount_table() == before
+    pytest_command = f"{shlex.quote(sys.executable)} -m pytest -p no:cacheprovider"
+    result = run_in_shared_root(f"{pytest_command} --mountns-mode={mode}", pytester.path)
+    assert "2 passed, 1 error" in result.stdout, result.stdout + result.stderr
+    assert "the host's mount table changed while the isolated test ran" in result.stdout
+    assert f"  + {target} (tmpfs from escaped, shared" in result.stdout
 
 
 def test_a_full_tmpfs_is_enospc_inside_and_the_host_disk_untouched(

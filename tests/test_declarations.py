@@ -6,6 +6,8 @@ import pytest
 
 from tests._helpers import mount_table
 
+pytestmark = pytest.mark.both_modes
+
 
 def test_each_bad_declaration_errors_only_its_own_test(pytester: pytest.Pytester) -> None:
     pytester.mkdir("dir")

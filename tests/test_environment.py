@@ -10,6 +10,8 @@ import pytest
 
 from tests._helpers import run_in_shared_root
 
+pytestmark = pytest.mark.both_modes
+
 HOSTILE = """
 import os, subprocess, pytest
 

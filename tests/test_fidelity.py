@@ -9,6 +9,8 @@ import sys
 
 import pytest
 
+pytestmark = pytest.mark.both_modes
+
 
 def outcome_lines(result: pytest.RunResult) -> list[str]:
     """The run's output without the lines that differ by run (header, timings)."""

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.both_modes
 
+
+@pytest.mark.fork_only(reason="a forked child keeps its Python state; see test_inprocess")
 def test_wider_scopes_set_up_and_torn_down_once_in_the_parent(
     pytester: pytest.Pytester,
 ) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.both_modes
+
 HELPERS = """
 import os, pytest
 
@@ -173,6 +175,7 @@ def test_fixture(isolated_tmpfs):
     assert not Path(record.read_text()).exists()
 
 
+@pytest.mark.fork_only(reason="a crash kills only a forked child")
 @pytest.mark.parametrize("ending", ["os._exit(1)", "os.kill(os.getpid(), 9)", "pass"])
 def test_isolated_tmpfs_mountpoint_is_removed_even_after_a_crash(
     pytester: pytest.Pytester, ending: str
@@ -257,6 +260,7 @@ class TestAlso:
     pytester.runpytest().assert_outcomes(failed=2)
 
 
+@pytest.mark.fork_only(reason="with the plugin disabled, --mountns-mode does not exist")
 def test_plugin_can_be_disabled(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         HELPERS
@@ -270,6 +274,7 @@ def test_marked():
     result.assert_outcomes(passed=1)
 
 
+@pytest.mark.fork_only(reason="the header names the mode; test_inprocess checks its own")
 def test_markers_help_and_report_header(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("--markers")
     signature = (

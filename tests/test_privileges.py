@@ -20,6 +20,8 @@ import pytest
 from pytest_mountns import _linux, _probe
 from pytest_mountns._probe import Failure, diagnose
 
+pytestmark = pytest.mark.both_modes
+
 AS_NOBODY = ["unshare", "--user", "--map-user=65534", "--map-group=65534", "--"]
 WITHOUT_CAPABILITIES = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"]
 

@@ -9,6 +9,8 @@ import time
 
 import pytest
 
+pytestmark = pytest.mark.both_modes
+
 
 def test_outcomes_match_an_unisolated_run(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
@@ -63,6 +65,7 @@ def test_param(x): assert x == 1
     assert "to stderr" in isolated_xml and "assert [1, 2, 3] == [1, 2, 4]" in isolated_xml
 
 
+@pytest.mark.fork_only(reason="a crash kills only a forked child")
 @pytest.mark.parametrize(
     ("body", "description"),
     [
@@ -102,6 +105,7 @@ def test_next():
     )
 
 
+@pytest.mark.fork_only(reason="a crash kills only a forked child")
 @pytest.mark.parametrize("phase", ["setup", "teardown"])
 def test_a_child_dying_in_a_fixture_errors_that_phase(
     pytester: pytest.Pytester, phase: str
@@ -168,6 +172,7 @@ def test_never_runs():
     assert "ran after Ctrl-C" not in result.stdout.str()
 
 
+@pytest.mark.fork_only(reason="the cap is the pipe's; in-process output is pytest's own")
 def test_ten_megabytes_of_output_and_diff_do_not_hang(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -191,6 +196,7 @@ def test_after():
     assert "[pytest-mountns: 3222784 more characters not kept]" in output  # 20 MB of stderr
 
 
+@pytest.mark.fork_only(reason="a process the test forks is pytest itself in-process")
 def test_exactly_one_report_per_phase(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         """
@@ -211,6 +217,7 @@ def test_forks_and_its_child_falls_back_into_pytest():
     ]
 
 
+@pytest.mark.fork_only(reason="a crash kills only a forked child")
 def test_a_crash_is_reported_while_a_grandchild_still_holds_the_pipe(
     pytester: pytest.Pytester,
 ) -> None:

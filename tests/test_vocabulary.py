@@ -12,6 +12,8 @@ import pytest
 
 from tests._helpers import run_in_shared_root
 
+pytestmark = pytest.mark.both_modes
+
 PROJECT = """
 import errno, os, subprocess, pytest
 
