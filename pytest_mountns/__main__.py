@@ -45,6 +45,10 @@ def report() -> str:
         lines.append(
             f"    --mountns-userns={mode}{' (default)' if mode == 'auto' else ''}: {verdict}"
         )
+    reason = _probe.why_not_in_process(_probe.probe("auto"))
+    lines.append(
+        f"    --mountns-mode=inprocess: {'works' if reason is None else 'forks: ' + reason}"
+    )
     return "\n".join(lines)
 
 

@@ -97,8 +97,12 @@ _fflush.restype = ctypes.c_int
 
 def _check(result: int, call: str, path: str | None = None) -> None:
     if result == -1:
-        err = ctypes.get_errno()
-        raise OSError(err, f"{call}: {os.strerror(err)}", path)
+        _fail(call, path)
+
+
+def _fail(call: str, path: str | None = None) -> None:
+    err = ctypes.get_errno()
+    raise OSError(err, f"{call}: {os.strerror(err)}", path)
 
 
 def _encode(value: str | None) -> bytes | None:
@@ -106,15 +110,18 @@ def _encode(value: str | None) -> bytes | None:
 
 
 def _names(flags: enum.IntFlag) -> str:
+    """For error messages only: spelling the flags out costs more than the call."""
     return "|".join(str(member.name) for member in type(flags) if member & flags) or "0"
 
 
 def unshare(flags: CloneFlag) -> None:
-    _check(_unshare(int(flags)), f"unshare({_names(flags)})")
+    if _unshare(int(flags)) == -1:
+        _fail(f"unshare({_names(flags)})")
 
 
 def setns(fd: int, flags: CloneFlag) -> None:
-    _check(_setns(fd, int(flags)), f"setns({_names(flags)})")
+    if _setns(fd, int(flags)) == -1:
+        _fail(f"setns({_names(flags)})")
 
 
 def mount(
@@ -125,7 +132,8 @@ def mount(
     data: str | None = None,
 ) -> None:
     result = _mount(_encode(source), _encode(target), _encode(fstype), int(flags), _encode(data))
-    _check(result, f"mount({fstype or source}, {_names(flags)})", target)
+    if result == -1:
+        _fail(f"mount({fstype or source}, {_names(flags)})", target)
 
 
 def umount(target: str, flags: int = 0) -> None:

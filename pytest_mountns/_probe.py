@@ -14,7 +14,7 @@ import signal
 import sys
 from dataclasses import dataclass
 
-from . import _linux, _namespace
+from . import _linux, _namespace, _thread_namespace
 from ._spec import TmpfsOptions
 
 USERNS_MODES = ("auto", "always", "never")
@@ -72,6 +72,18 @@ def probe(mode: str = "auto") -> Availability:
             return Availability(True, describe(user_namespace), user_namespace, namespace)
         failure = failure_or_none
     return Availability(False, diagnose(failure, ways[-1], privileged, mode, read_knobs()))
+
+
+def why_not_in_process(availability: Availability) -> str | None:
+    """Why pytest's own thread cannot isolate tests here (``--mountns-mode=inprocess``), or None."""
+    if not availability.available:
+        return availability.how
+    if availability.user_namespace:
+        return (
+            "it needs CAP_SYS_ADMIN; isolation here takes a user namespace, "
+            "which a thread cannot leave"
+        )
+    return _thread_namespace.probe()
 
 
 def describe(user_namespace: bool) -> str:

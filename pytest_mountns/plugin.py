@@ -248,16 +248,7 @@ def _runs_in_process(item: pytest.Item, declaration: _spec.Declaration) -> bool:
 def _no_inprocess(config: pytest.Config) -> str | None:
     """Why a thread of this process cannot isolate a test, or None; found out once."""
     if no_inprocess_key not in config.stash:
-        availability = _availability(config)
-        if not availability.available:
-            reason: str | None = availability.how
-        elif availability.user_namespace:
-            reason = (
-                "it needs CAP_SYS_ADMIN; isolation here takes a user namespace, "
-                "which a thread cannot leave"
-            )
-        else:
-            reason = _thread_namespace.probe()
+        reason = _probe.why_not_in_process(_availability(config))
         config.stash[no_inprocess_key] = reason
     return config.stash[no_inprocess_key]
 

@@ -303,6 +303,7 @@ def test_not_linux_skips_with_the_platform(monkeypatch: pytest.MonkeyPatch) -> N
             [
                 "  you: uid 0, gid 0; CAP_SYS_ADMIN: yes",
                 "    --mountns-userns=auto (default): root: a plain mount namespace per test",
+                "    --mountns-mode=inprocess: works",
             ],
         ),
         (
@@ -311,6 +312,7 @@ def test_not_linux_skips_with_the_platform(monkeypatch: pytest.MonkeyPatch) -> N
                 "  you: uid 65534, gid 65534; CAP_SYS_ADMIN: no",
                 "    plain (root): unshare(NEWNS): Operation not permitted (EPERM)*",
                 "    --mountns-userns=auto (default): user namespace as uid 65534, gid 65534",
+                "    --mountns-mode=inprocess: forks: it needs CAP_SYS_ADMIN; *",
             ],
         ),
     ],
