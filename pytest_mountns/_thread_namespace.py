@@ -51,18 +51,17 @@ def enter(propagation: str = "private") -> Origin:
 def leave(origin: Origin) -> None:
     """Return the thread to the namespace, root and working directory of ``origin``.
 
-    ``setns`` refuses a thread that shares its file-system context, and a
-    thread the test started shares it (and stays behind, in the test's
-    namespace): so the context is made the thread's own again first.
+    A Ctrl-C on the way does not strand the thread: each step can be done
+    twice, so the way back is finished first and the interrupt raised after.
     """
+    interrupted = False
     try:
-        _linux.unshare(CloneFlag.FS)
-        _linux.setns(origin.namespace, CloneFlag.NEWNS)
-        # setns puts root and cwd at the namespace's root; pytest's root may be a chroot
-        # (a bind of the same directory, which no stat tells apart), so always restore it.
-        os.fchdir(origin.root)
-        os.chroot(".")
-        os.fchdir(origin.cwd)
+        while True:
+            try:
+                _go_back(origin)
+                break
+            except KeyboardInterrupt:
+                interrupted = True
     except OSError as error:
         raise NoWayBack(
             f"mountns: this thread could not return to pytest's mount namespace: {error}"
@@ -70,6 +69,21 @@ def leave(origin: Origin) -> None:
     finally:
         for fd in (origin.namespace, origin.root, origin.cwd):
             os.close(fd)
+    if interrupted:
+        raise KeyboardInterrupt
+
+
+def _go_back(origin: Origin) -> None:
+    """``setns`` refuses a thread that shares its file-system context, and a thread
+    the test started shares it (and stays behind, in the test's namespace): so the
+    context is made the thread's own again first."""
+    _linux.unshare(CloneFlag.FS)
+    _linux.setns(origin.namespace, CloneFlag.NEWNS)
+    # setns puts root and cwd at the namespace's root; pytest's root may be a chroot
+    # (a bind of the same directory, which no stat tells apart), so always restore it.
+    os.fchdir(origin.root)
+    os.chroot(".")
+    os.fchdir(origin.cwd)
 
 
 def probe() -> str | None:

@@ -12,10 +12,12 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
 
+from pytest_mountns import _linux, _thread_namespace
 from tests._helpers import mount_table, run_in_shared_root
 
 PLACE = """
@@ -411,3 +413,36 @@ def test_plain_sees_it(session_value, late_module_value):
         ("late-module-teardown", True),  # once, with its module, outside
         ("session-teardown", True),
     ]
+
+
+def test_a_ctrl_c_on_the_way_back_is_raised_once_the_thread_is_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Injected: Ctrl-C lands just before ``setns``. Tried in a throwaway thread, which
+    takes any namespace it is stranded in with it when it ends."""
+    real_setns = _linux.setns
+    calls = []
+
+    def interrupted_once(fd: int, flags: _linux.CloneFlag) -> None:
+        calls.append(fd)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_setns(fd, flags)
+
+    monkeypatch.setattr(_linux, "setns", interrupted_once)
+    seen: list[object] = []
+
+    def attempt() -> None:
+        before = os.stat("/proc/thread-self/ns/mnt").st_ino
+        origin = _thread_namespace.enter()
+        try:
+            _thread_namespace.leave(origin)
+        except KeyboardInterrupt:
+            seen.append("interrupt")
+        seen.append(os.stat("/proc/thread-self/ns/mnt").st_ino == before)
+
+    thread = threading.Thread(target=attempt)
+    thread.start()
+    thread.join()
+    assert seen == ["interrupt", True]
+    assert len(calls) == 2
