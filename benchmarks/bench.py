@@ -12,8 +12,12 @@ Method
    pytest process's own minor page faults and CPU time and those of the
    children it reaped (``getrusage`` ``RUSAGE_SELF`` and ``RUSAGE_CHILDREN``).
 2. Variants. ``python -m pytest -q -p no:cacheprovider`` plain, with
-   ``--mountns-all`` and with pytest-forked's ``--forked``. pytest-forked fails
-   every test on pytest 9, so all three run from one cached venv,
+   ``--mountns-all`` (a forked child per test), with pytest-forked's
+   ``--forked``, and "inprocess", ``--mountns-all --mountns-mode=inprocess``
+   (pytest's own thread enters a namespace per test and comes back). The last
+   is skipped, with the reason, where the plugin would fork instead (without
+   CAP_SYS_ADMIN) or its warm-up run fails. pytest-forked fails
+   every test on pytest 9, so all of them run from one cached venv,
    ~/.cache/pytest-mountns-bench/, with ``pytest>=8.4,<9``, pytest-forked and
    this checkout installed: same interpreter, same pytest. Where the venv
    cannot be built, the forked column is skipped and this interpreter is used.
@@ -30,6 +34,14 @@ Method
    throwaway namespace whose mounts cannot reach the machine's, which keeps
    the propagation links of a shared ``/`` (making ``/`` private costs about
    what it costs under pytest). It runs once per round, in the rotation.
+   In-process floor, in the same worker after the forks: a second, idle
+   thread is started (pytest may be multithreaded), then N times the thread
+   calls ``_thread_namespace.enter()`` (unshare ``CLONE_NEWNS``, / private),
+   mounts one tmpfs on a directory, writes a byte to a file in it, and calls
+   ``_thread_namespace.leave()`` (unshare ``CLONE_FS``, ``setns`` back to the
+   held namespace, ``fchdir``). Stages: enter and back only, + tmpfs, + the
+   byte (the floor). The budgets of the in-process mode: overhead at most 0.1
+   of pytest-forked's and at most 2 in-process floors, both from the same run.
 4. Faults. Parent faults per test = (isolated - plain) own minor faults / N;
    child faults per test = the reaped children's minor faults / N. CPU time
    is split the same way.
@@ -56,6 +68,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -70,6 +83,9 @@ OUT_ENV = "MOUNTNS_BENCH_OUT"
 HOLD_ENV = "MOUNTNS_BENCH_HOLD_MIB"
 BUDGET_VS_FORKED = 0.75
 STRETCH_VS_FLOOR = 2.0
+INPROCESS_BUDGET_VS_FORKED = 0.1
+INPROCESS_BUDGET_VS_FLOOR = 2.0
+INPROCESS_ARGS = ("--mountns-all", "--mountns-mode=inprocess")
 FLOOR_WARMUP = 20
 MIB = 1024 * 1024
 
@@ -342,6 +358,27 @@ class Runner:
             raise BenchError(f"{case.name}: exit {done.returncode}, not all passed:\n{output}")
         return Sample(wall, json.loads(out.read_text()))
 
+    def why_not_in_process(self) -> str | None:
+        """Why the plugin would fork here despite ``--mountns-mode=inprocess``, or None.
+
+        It falls back silently (the header, which ``-q`` hides, says so), and
+        the variant would then measure the fork runner under another name.
+        """
+        code = (
+            "from pytest_mountns import _probe\n"
+            "print(_probe.why_not_in_process(_probe.probe('auto')) or '')\n"
+        )
+        done = subprocess.run(
+            [self.interpreter.python, "-c", code],
+            cwd=self.suite,
+            env=self.environment({}),
+            capture_output=True,
+            text=True,
+        )
+        if done.returncode != 0:
+            return tail(done.stderr, 1)
+        return done.stdout.strip() or None
+
     def floor(self, prefix: Sequence[str]) -> dict[str, Any]:
         """The floor worker's measurements, from inside a throwaway mount namespace."""
         command = [*prefix, self.interpreter.python, str(Path(__file__).resolve()), "_floor"]
@@ -385,14 +422,19 @@ def namespace_prefix(for_mounting: bool) -> tuple[str, ...]:
 
 
 def require_throwaway_namespace() -> None:
-    """Refuse to mount anything in the machine's own mount namespace."""
+    """Refuse to mount anything in the machine's own mount namespace.
+
+    Also compared with the parent's (bench.py, which ``unshare`` left behind):
+    PID 1's namespace may be unreadable even to root.
+    """
     own = os.stat("/proc/self/ns/mnt").st_ino
-    try:
-        initial = os.stat("/proc/1/ns/mnt").st_ino
-    except PermissionError:  # without root: then unshare made a user namespace, where we are
-        return
-    if own == initial:
-        sys.exit("bench.py: refusing to run outside a throwaway mount namespace")
+    for pid in (1, os.getppid()):
+        try:
+            other = os.stat(f"/proc/{pid}/ns/mnt").st_ino
+        except PermissionError:  # without root: then unshare made a user namespace, where we are
+            continue
+        if own == other:
+            sys.exit("bench.py: refusing to run outside a throwaway mount namespace")
 
 
 def floor_stages(availability: Any, target: str) -> dict[str, Callable[[], None]]:
@@ -454,8 +496,79 @@ def time_forks(step: Callable[[], None], iterations: int) -> dict[str, float]:
     }
 
 
+def inprocess_stages(target: str) -> dict[str, Callable[[], None]]:
+    """What the thread does inside its namespace, between enter and leave, up to the floor."""
+    from pytest_mountns import _namespace
+    from pytest_mountns._spec import TmpfsOptions
+
+    path = os.path.join(target, "byte")
+
+    def tmpfs() -> None:
+        _namespace.mount_tmpfs(target, TmpfsOptions(size="64m", mode=0o700))
+
+    def floor() -> None:
+        tmpfs()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b"y")
+        finally:
+            os.close(fd)
+
+    return {"enter": lambda: None, "tmpfs": tmpfs, "floor": floor}
+
+
+def time_inprocess(step: Callable[[], None], iterations: int) -> dict[str, float]:
+    """Per iteration: enter a namespace, ``step``, leave; the time of each part and the faults."""
+    from pytest_mountns import _thread_namespace
+
+    enter_s = step_s = leave_s = 0.0
+    before = resource.getrusage(resource.RUSAGE_SELF)
+    for _ in range(iterations):
+        start = time.perf_counter()
+        origin = _thread_namespace.enter()
+        entered = time.perf_counter()
+        try:
+            step()
+        finally:
+            stepped = time.perf_counter()
+            _thread_namespace.leave(origin)
+        end = time.perf_counter()
+        enter_s += entered - start
+        step_s += stepped - entered
+        leave_s += end - stepped
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "total_ms": (enter_s + step_s + leave_s) / iterations * 1000,
+        "enter_ms": enter_s / iterations * 1000,
+        "leave_ms": leave_s / iterations * 1000,
+        "self_minflt": (after.ru_minflt - before.ru_minflt) / iterations,
+    }
+
+
+def inprocess_floor(target: str, iterations: int) -> dict[str, Any]:
+    """The in-process floor's stages, or why this thread cannot go in and come back here.
+
+    A second, idle thread runs first, so the process is multithreaded, as a
+    pytest run may be. It never forks after that, so the fork floor runs first.
+    """
+    from pytest_mountns import _thread_namespace
+
+    idle = threading.Event()
+    threading.Thread(target=idle.wait, name="bench-idle", daemon=True).start()
+    reason = _thread_namespace.probe()
+    if reason is not None:
+        return {"unavailable": reason}
+    own = os.stat("/proc/thread-self/ns/mnt").st_ino
+    stages = inprocess_stages(target)
+    time_inprocess(stages["floor"], FLOOR_WARMUP)
+    results = {name: time_inprocess(step, iterations) for name, step in stages.items()}
+    if os.stat("/proc/thread-self/ns/mnt").st_ino != own or os.listdir(target):
+        sys.exit("bench.py: the in-process floor did not come back to where it started")
+    return {"stages": results}
+
+
 def floor_worker(iterations: int) -> None:
-    """Print, as JSON, the cost per fork of each cumulative stage of the floor."""
+    """Print, as JSON, the cost per fork of each cumulative stage of the floor, then in-process."""
     import pytest  # noqa: F401  (the process should be of a size comparable to pytest's)
 
     import pytest_mountns.plugin  # noqa: F401
@@ -470,12 +583,13 @@ def floor_worker(iterations: int) -> None:
         stages = floor_stages(availability, target)
         time_forks(stages["floor"], FLOOR_WARMUP)
         results = {name: time_forks(step, iterations) for name, step in stages.items()}
+        rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        inprocess = inprocess_floor(target, iterations)
     finally:
         os.rmdir(target)
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     user_namespace = availability.user_namespace
     report = {"mode": availability.how, "user_namespace": user_namespace, "maxrss_kib": rss_kib}
-    print(json.dumps({**report, "stages": results}))
+    print(json.dumps({**report, "stages": results, "inprocess": inprocess}))
 
 
 def mount_and_exec(count: int, directory: str, command: list[str]) -> None:
@@ -494,11 +608,18 @@ def mount_and_exec(count: int, directory: str, command: list[str]) -> None:
 # --- the experiments -----------------------------------------------------------------------
 
 
-def main_jobs(runner: Runner) -> dict[str, Callable[[], Any]]:
-    """The three variants and the floor, for the main table."""
+def main_jobs(runner: Runner, skipped: dict[str, str]) -> dict[str, Callable[[], Any]]:
+    """The four variants and the floors, for the main table; ``skipped`` gets why one is not."""
     cases = [Case("plain"), Case("mountns", ("--mountns-all",))]
     if runner.interpreter.forked:
         cases.append(Case("forked", ("--forked",)))
+    else:
+        skipped["forked"] = "no pytest 8 venv"
+    reason = runner.why_not_in_process()
+    if reason is None:
+        cases.append(Case("inprocess", INPROCESS_ARGS))
+    else:
+        skipped["inprocess"] = reason
     jobs: dict[str, Callable[[], Any]] = {c.name: functools.partial(runner.run, c) for c in cases}
     jobs["floor"] = functools.partial(runner.floor, namespace_prefix(for_mounting=False))
     return jobs
@@ -528,10 +649,27 @@ def memory_jobs(runner: Runner, sizes_mib: Sequence[int]) -> dict[str, Callable[
     return jobs
 
 
-def warm_up(jobs: dict[str, Callable[[], Any]]) -> None:
-    """One discarded run of each, so bytecode and page cache are warm for every round."""
-    for job in jobs.values():
-        job()
+def warm_up(
+    jobs: dict[str, Callable[[], Any]],
+    optional: Sequence[str] = (),
+    skipped: dict[str, str] | None = None,
+) -> None:
+    """One discarded run of each, so bytecode and page cache are warm for every round.
+
+    An ``optional`` job that fails here is dropped, with the reason in ``skipped``:
+    in-process isolation needs privileges that the fork runner does without.
+    """
+    for name, job in list(jobs.items()):
+        try:
+            job()
+        except BenchError as error:
+            if name not in optional or skipped is None:
+                raise
+            print(f"note: skipping {name}: {error}", file=sys.stderr)
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            errors = [line[1:].strip() for line in lines if line.startswith("E ")]
+            skipped[name] = (errors or lines or ["its warm-up run failed"])[-1][:80]
+            del jobs[name]
 
 
 # --- summaries -----------------------------------------------------------------------------
@@ -565,20 +703,29 @@ def summarize_variant(variant: list[Sample], plain: list[Sample], tests: int) ->
     }
 
 
-def summarize_floor(samples: list[dict[str, Any]]) -> dict[str, Any]:
-    """Medians over the rounds of each stage's per-fork figures."""
-    stages = samples[0]["stages"]
+def median_stages(samples: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Medians over the rounds of each stage's figures (``samples``: one ``stages`` per round)."""
     return {
+        stage: {key: statistics.median(s[stage][key] for s in samples) for key in keys}
+        for stage, keys in samples[0].items()
+    }
+
+
+def summarize_floor(samples: list[dict[str, Any]]) -> dict[str, Any]:
+    """Medians over the rounds of each stage's per-fork, and per in-process, figures."""
+    inprocess = [s["inprocess"] for s in samples]
+    summary = {
         "mode": samples[0]["mode"],
         "user_namespace": samples[0]["user_namespace"],
         "maxrss_mib": statistics.median(s["maxrss_kib"] for s in samples) / 1024,
-        "stages": {
-            stage: {
-                key: statistics.median(s["stages"][stage][key] for s in samples) for key in keys
-            }
-            for stage, keys in stages.items()
-        },
+        "stages": median_stages([s["stages"] for s in samples]),
     }
+    if all("stages" in s for s in inprocess):
+        summary["inprocess"] = {"stages": median_stages([s["stages"] for s in inprocess])}
+    else:
+        reason = next(s["unavailable"] for s in inprocess if "stages" not in s)
+        summary["inprocess"] = {"unavailable": reason}
+    return summary
 
 
 def summarize_scaling(samples: dict[str, list[Sample]], levels: Sequence[int], tests: int) -> dict:
@@ -631,10 +778,12 @@ def format_main(results: dict[str, Any]) -> list[str]:
     lines = [f"per test, medians of {results['rounds']} rounds of {tests} tests", header]
     plain = results["plain"]
     lines.append(f"{'plain':<16}{plain['wall_s']:>8.2f}{plain['maxrss_mib']:>13.0f}{'-':>22}")
-    for name, label in (("mountns", "--mountns-all"), ("forked", "--forked")):
+    labels = (("mountns", "--mountns-all"), ("forked", "--forked"), ("inprocess", "inprocess"))
+    for name, label in labels:
         row = results["variants"].get(name)
         if row is None:
-            lines.append(f"{label:<16}{'skipped (no pytest 8 venv)':>30}")
+            reason = results.get("skipped", {}).get(name, "not run")
+            lines.append(f"{label:<16}    skipped ({reason})")
             continue
         low, high = row["overhead_range_ms"]
         spread = f"{row['overhead_ms']:.2f} ({low:.2f}-{high:.2f})"
@@ -643,6 +792,8 @@ def format_main(results: dict[str, Any]) -> list[str]:
             f"{row['parent_faults']:>15.0f}"
             f"{row['child_faults']:>14.0f}{row['parent_cpu_ms']:>15.2f}{row['child_cpu_ms']:>14.2f}"
         )
+    if "inprocess" in results["variants"]:
+        lines.append(f"inprocess: {' '.join(INPROCESS_ARGS)}")
     return lines
 
 
@@ -669,6 +820,29 @@ def format_floor(floor: dict[str, Any]) -> list[str]:
     return lines
 
 
+def format_inprocess_floor(floor: dict[str, Any]) -> list[str]:
+    title = "in-process floor, per iteration, same process, with a second, idle thread"
+    inprocess = floor["inprocess"]
+    if "stages" not in inprocess:
+        return [f"{title}: unavailable ({inprocess['unavailable']})"]
+    labels = {
+        "enter": "unshare(NEWNS) + / private, then back",
+        "tmpfs": "  + one tmpfs",
+        "floor": "  + write a byte = the floor",
+    }
+    lines = [
+        f"{title} (back: unshare(CLONE_FS), setns, fchdir)",
+        f"{'stage':<38}{'ms':>8}{'of which enter':>16}{'of which back':>15}{'faults':>14}",
+    ]
+    for stage, label in labels.items():
+        row = inprocess["stages"][stage]
+        lines.append(
+            f"{label:<38}{row['total_ms']:>8.3f}{row['enter_ms']:>16.3f}"
+            f"{row['leave_ms']:>15.3f}{row['self_minflt']:>14.0f}"
+        )
+    return lines
+
+
 def format_ratios(results: dict[str, Any]) -> list[str]:
     mountns = results["variants"]["mountns"]["overhead_ms"]
     floor = results["floor"]["stages"]["floor"]["total_ms"]
@@ -685,6 +859,25 @@ def format_ratios(results: dict[str, Any]) -> list[str]:
         f"mountns / floor overhead  = {ratio:.2f}  "
         f"(stretch goal <= {STRETCH_VS_FLOOR:g}: {verdict(ratio, STRETCH_VS_FLOOR)})"
     )
+    inprocess = results["variants"].get("inprocess")
+    if inprocess is None:
+        return lines
+    overhead = inprocess["overhead_ms"]
+    if forked is not None:
+        ratio = overhead / forked["overhead_ms"]
+        lines.append(
+            f"inprocess / forked overhead = {ratio:.2f}  (budget <= "
+            f"{INPROCESS_BUDGET_VS_FORKED:g}: {verdict(ratio, INPROCESS_BUDGET_VS_FORKED)})"
+        )
+    inprocess_floor = results["floor"]["inprocess"]
+    if "stages" in inprocess_floor:
+        ratio = overhead / inprocess_floor["stages"]["floor"]["total_ms"]
+        lines.append(
+            f"inprocess / inprocess floor = {ratio:.2f}  (budget <= "
+            f"{INPROCESS_BUDGET_VS_FLOOR:g}: {verdict(ratio, INPROCESS_BUDGET_VS_FLOOR)})"
+        )
+    else:
+        lines.append("inprocess / inprocess floor: no floor measured (see above)")
     return lines
 
 
@@ -716,6 +909,8 @@ def format_report(results: dict[str, Any]) -> str:
         "",
         *format_floor(results["floor"]),
         "",
+        *format_inprocess_floor(results["floor"]),
+        "",
         *format_ratios(results),
     ]
     if "mount_scaling" in results:
@@ -743,14 +938,21 @@ def plot(results: dict[str, Any], path: str) -> None:
         print(f"note: matplotlib is not importable; no plot written to {path}", file=sys.stderr)
         return
     figure, axes = plt.subplots(1, 3, figsize=(15, 4.5))
-    names = ["floor", *results["variants"]]
+    names = ["floor"]
     heights = [results["floor"]["stages"]["floor"]["total_ms"]]
-    heights += [row["overhead_ms"] for row in results["variants"].values()]
-    errors = [[0.0], [0.0]]
-    for row in results["variants"].values():
+    colors = ["grey"]
+    if "stages" in results["floor"]["inprocess"]:
+        names.append("in-process\nfloor")
+        heights.append(results["floor"]["inprocess"]["stages"]["floor"]["total_ms"])
+        colors.append("lightgrey")
+    errors = [[0.0] * len(names), [0.0] * len(names)]
+    palette = {"mountns": "tab:blue", "forked": "tab:orange", "inprocess": "tab:green"}
+    for name, row in results["variants"].items():
+        names.append(name)
+        heights.append(row["overhead_ms"])
+        colors.append(palette.get(name, "tab:purple"))
         errors[0].append(row["overhead_ms"] - row["overhead_range_ms"][0])
         errors[1].append(row["overhead_range_ms"][1] - row["overhead_ms"])
-    colors = ["grey", "tab:blue", "tab:orange"][: len(names)]
     axes[0].bar(names, heights, yerr=errors, capsize=4, color=colors)
     axes[0].set(title=f"overhead per test ({results['tests']} tests)", ylabel="ms / test")
     for axis, key, label in (
@@ -818,8 +1020,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         suite = Path(scratch)
         write_suite(suite, args.tests)
         runner = Runner(interpreter, suite, args.tests)
-        jobs = main_jobs(runner)
-        warm_up(jobs)
+        skipped: dict[str, str] = {}
+        jobs = main_jobs(runner, skipped)
+        warm_up(jobs, optional=("inprocess",), skipped=skipped)
         samples = run_rounds(jobs, args.repeats, "main")
         plain = samples.pop("plain")
         results: dict[str, Any] = {
@@ -838,6 +1041,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             "variants": {
                 name: summarize_variant(runs, plain, args.tests) for name, runs in samples.items()
             },
+            "skipped": skipped,
         }
         if not args.quick:
             mounts = run_rounds(mount_jobs(runner, args.mounts), args.scaling_repeats, "mounts")
