@@ -6,7 +6,7 @@ so no page tables to copy: the switch costs a few syscalls.
 
 ``unshare(CLONE_NEWNS)`` implies ``CLONE_FS``: from then on the thread has
 its own working directory, root and umask, and a ``chdir`` no longer reaches
-the threads that existed before (nor theirs it). The way back restores both.
+the threads that existed before (nor theirs it). The way back restores all three.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ class Origin:
     namespace: int
     root: int
     cwd: int
+    umask: int
 
 
 def enter(propagation: str = "private") -> Origin:
@@ -84,6 +85,7 @@ def _go_back(origin: Origin) -> None:
     os.fchdir(origin.root)
     os.chroot(".")
     os.fchdir(origin.cwd)
+    os.umask(origin.umask)  # the rest of the file-system context a test may change
 
 
 def probe() -> str | None:
@@ -110,4 +112,6 @@ def _hold() -> Origin:
     namespace = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | flags)
     root = os.open("/", os.O_PATH | os.O_DIRECTORY | flags)
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | flags)
-    return Origin(namespace, root, cwd)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return Origin(namespace, root, cwd, umask)

@@ -59,6 +59,7 @@ inside_key = pytest.StashKey[bool]()
 mountpoint_key = pytest.StashKey[str]()
 mount_watch_key = pytest.StashKey[_mountinfo.Watch]()
 no_inprocess_key = pytest.StashKey[str | None]()
+forked_instead_key = pytest.StashKey[int]()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -148,6 +149,7 @@ def pytest_configure(config: pytest.Config) -> None:
         timeout=timeout,
         mode=mode,
     )
+    config.stash[forked_instead_key] = 0
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -174,8 +176,19 @@ def _mode_line(config: pytest.Config) -> str:
     if reason is not None:
         return f"; mode fork, as inprocess is unavailable: {reason}"
     if settings.timeout is not None:
-        return "; mode fork, as a timeout (--mountns-timeout) needs a forked child"
+        return "; mode fork, as the session's timeout (mountns_timeout) needs a forked child"
     return "; mode inprocess (tests with a timeout fork)"
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Where tests asked for in-process isolation and forked instead, say so once, and why."""
+    config = terminalreporter.config
+    forked = config.stash.get(forked_instead_key, 0)
+    if forked:
+        terminalreporter.write_line(
+            f"mountns: {forked} test(s) asked for in-process isolation and forked instead: "
+            f"{_no_inprocess(config)}"
+        )
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -199,6 +212,8 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
 
     item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     in_process = _runs_in_process(item, declaration)
+    if not in_process and _wants_in_process(item, declaration):
+        item.config.stash[forked_instead_key] += 1
     prepare = functools.partial(_prepare, item, declaration, availability, in_process)
     try:
         if in_process:
@@ -231,18 +246,22 @@ def _prepare_next(nextitem: pytest.Item | None) -> _runner.Prepare | None:
 
 
 def _runs_in_process(item: pytest.Item, declaration: _spec.Declaration) -> bool:
-    """In-process where asked (marker, else option, else ini) and possible; else forked.
+    return _wants_in_process(item, declaration) and _no_inprocess(item.config) is None
 
-    A timeout forks: only a child can be stopped when it overruns.
+
+def _wants_in_process(item: pytest.Item, declaration: _spec.Declaration) -> bool:
+    """Whether the marker, else the option, else the ini file asks for the in-process runner.
+
+    A timeout forks, as only a child can be stopped when it overruns: the
+    marker's always (with ``fork=False`` it is a declaration error), the
+    session's unless the marker says ``fork=False``, which is closer.
     """
     settings = item.config.stash[settings_key]
-    wanted = settings.mode == "inprocess" if declaration.fork is None else not declaration.fork
-    return (
-        wanted
-        and declaration.timeout is None
-        and settings.timeout is None
-        and _no_inprocess(item.config) is None
-    )
+    if declaration.timeout is not None:
+        return False
+    if declaration.fork is None:
+        return settings.mode == "inprocess" and settings.timeout is None
+    return not declaration.fork
 
 
 def _no_inprocess(config: pytest.Config) -> str | None:

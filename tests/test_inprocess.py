@@ -27,15 +27,19 @@ PYTEST_PID = os.getpid()
 
 
 def place():
-    '''Where this thread is: process, namespace, working directory, root.'''
+    '''Where this thread is: process, namespace, working directory, root, umask.'''
     namespace = os.stat("/proc/thread-self/ns/mnt").st_ino
-    return os.getpid(), namespace, os.getcwd(), os.stat("/").st_ino
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return os.getpid(), namespace, os.getcwd(), os.stat("/").st_ino, umask
 """
 
 
-def where_am_i() -> tuple[int, int, str, int]:
+def where_am_i() -> tuple[int, int, str, int, int]:
     namespace = os.stat("/proc/thread-self/ns/mnt").st_ino
-    return os.getpid(), namespace, os.getcwd(), os.stat("/").st_ino
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return os.getpid(), namespace, os.getcwd(), os.stat("/").st_ino, umask
 
 
 def test_the_test_runs_in_pytest_s_process_in_its_own_namespace(
@@ -53,11 +57,12 @@ BEFORE = place()
 
 @pytest.mark.mountns({str(target)!r}, fork=False)
 def test_in_process():
-    pid, namespace, cwd, root = place()
+    pid, namespace, *_ = place()
     assert pid == PYTEST_PID and namespace != BEFORE[1]
     with open({str(target / "written")!r}, "w") as f:
         f.write("only in the namespace")
     os.chdir("/")
+    os.umask(0o077)
 
 @pytest.mark.mountns(fork=True)
 def test_forked():
@@ -82,7 +87,7 @@ def test_the_header_names_the_mode(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["mountns: * mode inprocess (tests with a timeout fork); *"])
     result = pytester.runpytest("-o", "mountns_mode=inprocess", "--mountns-timeout=5")
     result.stdout.fnmatch_lines(
-        ["mountns: * mode fork, as a timeout (--mountns-timeout) needs a forked child; *"]
+        ["mountns: * mode fork, as the session's timeout (mountns_timeout) needs a forked child; *"]
     )
     result = pytester.runpytest("-o", "mountns_mode=sometimes")
     result.stderr.fnmatch_lines(["*ini mountns_mode='sometimes': must be one of fork, inprocess"])
@@ -101,6 +106,14 @@ from conftest import PYTEST_PID
 def test_with_a_timeout():
     assert os.getpid() != PYTEST_PID
 
+@pytest.mark.mountns
+def test_isolated_under_the_session_timeout():
+    assert os.getpid() != PYTEST_PID
+
+@pytest.mark.mountns(fork=False)
+def test_closer_than_the_session_timeout():
+    assert os.getpid() == PYTEST_PID
+
 @pytest.mark.mountns(timeout=30)
 class TestContradiction:
     @pytest.mark.mountns(fork=False)
@@ -108,8 +121,10 @@ class TestContradiction:
         pass
 """
     )
-    result = pytester.runpytest("-p", "no:cacheprovider", "--mountns-mode=inprocess")
-    result.assert_outcomes(passed=1, errors=1)
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", "--mountns-mode=inprocess", "--mountns-timeout=60"
+    )
+    result.assert_outcomes(passed=3, errors=1)
     result.stdout.fnmatch_lines(
         [
             "*test_both: @pytest.mark.mountns fork=False: cannot be combined with timeout=30: "
@@ -130,6 +145,10 @@ from conftest import PYTEST_PID
 def test_still_isolated():
     assert os.getpid() != PYTEST_PID
     open("/srv/x", "w").close()
+
+@pytest.mark.mountns("/srv", fork=False)
+def test_asks_for_it_by_marker():
+    assert os.getpid() != PYTEST_PID
 """
     )
     os.chmod(pytester.path, 0o777)
@@ -145,7 +164,9 @@ def test_still_isolated():
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "mode fork, as inprocess is unavailable: it needs CAP_SYS_ADMIN" in done.stdout
-    assert "1 passed" in done.stdout
+    summary = "mountns: 2 test(s) asked for in-process isolation and forked instead: it needs"
+    assert summary in done.stdout
+    assert "2 passed" in done.stdout
 
 
 def test_a_failure_halfway_through_the_mounts_leaves_nothing(pytester: pytest.Pytester) -> None:
