@@ -7,13 +7,18 @@ so no page tables to copy: the switch costs a few syscalls.
 ``unshare(CLONE_NEWNS)`` implies ``CLONE_FS``: from then on the thread has
 its own working directory, root and umask, and a ``chdir`` no longer reaches
 the threads that existed before (nor theirs it). The way back restores all three.
+
+Dropping a namespace unmounts everything in it and waits for the kernel's
+RCU grace period, which costs more than the rest of the switch. So the thread
+holds the namespace it leaves, and a releasing thread drops it meanwhile.
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from . import _linux
 from ._linux import CloneFlag, MountFlag
@@ -31,6 +36,8 @@ class Origin:
     root: int
     cwd: int
     umask: int
+    entered: int = -1
+    """The namespace entered, held so that leaving it does not wait for its teardown."""
 
 
 def enter(propagation: str = "private") -> Origin:
@@ -43,10 +50,10 @@ def enter(propagation: str = "private") -> Origin:
         _linux.unshare(CloneFlag.NEWNS)
         kind = MountFlag.SLAVE if propagation == "slave" else MountFlag.PRIVATE
         _linux.mount(None, "/", None, MountFlag.REC | kind)
+        return replace(origin, entered=os.open(_OWN_NAMESPACE, os.O_RDONLY | os.O_CLOEXEC))
     except BaseException:
         leave(origin)
         raise
-    return origin
 
 
 def leave(origin: Origin) -> None:
@@ -70,6 +77,8 @@ def leave(origin: Origin) -> None:
     finally:
         for fd in (origin.namespace, origin.root, origin.cwd):
             os.close(fd)
+        if origin.entered >= 0:
+            _releaser.release(origin.entered)
     if interrupted:
         raise KeyboardInterrupt
 
@@ -107,9 +116,53 @@ def probe() -> str | None:
     return failures[0] if failures else None
 
 
+def settle() -> None:
+    """Wait until every namespace left is gone, and end the releasing thread.
+
+    Before a fork (a forked child should find no other thread) and at the end.
+    """
+    _releaser.stop()
+
+
+class _Releaser:
+    """A thread that closes the descriptors holding left namespaces, started when needed."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+
+    def release(self, fd: int) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._close_until_stopped, name="pytest-mountns-release", daemon=True
+            )
+            self._thread.start()
+        self._queue.put(fd)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join()
+            self._thread = None
+
+    def forget(self) -> None:
+        """In a forked child, which has no such thread (nor a usable lock of its queue)."""
+        self._queue = queue.SimpleQueue()
+        self._thread = None
+
+    def _close_until_stopped(self) -> None:
+        while (fd := self._queue.get()) is not None:
+            os.close(fd)
+
+
+_releaser = _Releaser()
+os.register_at_fork(after_in_child=_releaser.forget)
+_OWN_NAMESPACE = "/proc/thread-self/ns/mnt"
+
+
 def _hold() -> Origin:
     flags = os.O_CLOEXEC
-    namespace = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | flags)
+    namespace = os.open(_OWN_NAMESPACE, os.O_RDONLY | flags)
     root = os.open("/", os.O_PATH | os.O_DIRECTORY | flags)
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | flags)
     umask = os.umask(0o022)

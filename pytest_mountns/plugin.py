@@ -153,6 +153,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    _thread_namespace.settle()
     _forking.discard_spare(config)
     _runner.reap_exited(config, block=True)
 
@@ -219,6 +220,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
         if in_process:
             failure = _inprocess.run_in_process(item, nextitem, prepare)
         else:
+            _thread_namespace.settle()  # no thread of ours in pytest's process when it forks
             failure = _runner.run_isolated(item, nextitem, prepare, _prepare_next(nextitem))
     finally:
         _remove_mountpoint(item)

@@ -24,6 +24,7 @@ PLACE = """
 import os, threading
 
 PYTEST_PID = os.getpid()
+PYTEST_THREADS = len(os.listdir("/proc/self/task"))
 
 
 def place():
@@ -51,7 +52,7 @@ def test_the_test_runs_in_pytest_s_process_in_its_own_namespace(
     pytester.makepyfile(
         f"""
 import os, pytest
-from conftest import PYTEST_PID, place
+from conftest import PYTEST_PID, PYTEST_THREADS, place
 
 BEFORE = place()
 
@@ -67,6 +68,8 @@ def test_in_process():
 @pytest.mark.mountns(fork=True)
 def test_forked():
     assert os.getpid() != PYTEST_PID
+    # pytest forked with no thread of the plugin's left (Python 3.12 warns of those)
+    assert len(os.listdir(f"/proc/{{PYTEST_PID}}/task")) == PYTEST_THREADS
 
 def test_back_where_it_was():
     assert place() == BEFORE
@@ -465,5 +468,6 @@ def test_a_ctrl_c_on_the_way_back_is_raised_once_the_thread_is_back(
     thread = threading.Thread(target=attempt)
     thread.start()
     thread.join()
+    _thread_namespace.settle()
     assert seen == ["interrupt", True]
     assert len(calls) == 2
