@@ -35,12 +35,14 @@ Method
    the propagation links of a shared ``/`` (making ``/`` private costs about
    what it costs under pytest). It runs once per round, in the rotation.
    In-process floor, in the same worker after the forks: a second, idle
-   thread is started (pytest may be multithreaded), then N times the thread
-   calls ``_thread_namespace.enter()`` (unshare ``CLONE_NEWNS``, / private),
-   mounts one tmpfs on a directory, writes a byte to a file in it, and calls
-   ``_thread_namespace.leave()`` (unshare ``CLONE_FS``, ``setns`` back to the
-   held namespace, ``fchdir``). Stages: enter and back only, + tmpfs, + the
-   byte (the floor). The budgets of the in-process mode: overhead at most 0.1
+   thread is started (pytest may be multithreaded); the main thread unshares
+   ``CLONE_FS`` once, then N times: unshare ``CLONE_NEWNS``, / private, one
+   tmpfs on a directory, a byte written to a file in it, ``setns`` back to the
+   namespace held by an fd (dropping the one left, there and then) and
+   ``fchdir`` to the cwd held the same way. Bare syscalls: the plugin's own
+   switch also restores root and umask, and leaves the namespace's teardown
+   to a thread of its own. Stages: enter and back only, + tmpfs, + the byte
+   (the floor). The budgets of the in-process mode: overhead at most 0.1
    of pytest-forked's and at most 2 in-process floors, both from the same run.
 4. Faults. Parent faults per test = (isolated - plain) own minor faults / N;
    child faults per test = the reaped children's minor faults / N. CPU time
@@ -518,24 +520,40 @@ def inprocess_stages(target: str) -> dict[str, Callable[[], None]]:
 
 
 def time_inprocess(step: Callable[[], None], iterations: int) -> dict[str, float]:
-    """Per iteration: enter a namespace, ``step``, leave; the time of each part and the faults."""
-    from pytest_mountns import _thread_namespace
+    """Per iteration: the bare switch around ``step``; the time of each part and the faults.
 
+    The issue's sequence and nothing of the plugin's: ``unshare(CLONE_FS)``
+    once, then ``unshare(CLONE_NEWNS)``, ``/`` private, ``step``, ``setns``
+    back to the namespace held by an fd (which drops the one left, there and
+    then) and ``fchdir`` to the working directory held the same way.
+    """
+    from pytest_mountns import _linux
+    from pytest_mountns._linux import CloneFlag, MountFlag
+
+    namespace = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     enter_s = step_s = leave_s = 0.0
     before = resource.getrusage(resource.RUSAGE_SELF)
-    for _ in range(iterations):
-        start = time.perf_counter()
-        origin = _thread_namespace.enter()
-        entered = time.perf_counter()
-        try:
-            step()
-        finally:
-            stepped = time.perf_counter()
-            _thread_namespace.leave(origin)
-        end = time.perf_counter()
-        enter_s += entered - start
-        step_s += stepped - entered
-        leave_s += end - stepped
+    try:
+        _linux.unshare(CloneFlag.FS)
+        for _ in range(iterations):
+            start = time.perf_counter()
+            _linux.unshare(CloneFlag.NEWNS)
+            _linux.mount(None, "/", None, MountFlag.REC | MountFlag.PRIVATE)
+            entered = time.perf_counter()
+            try:
+                step()
+            finally:
+                stepped = time.perf_counter()
+                _linux.setns(namespace, CloneFlag.NEWNS)
+                os.fchdir(cwd)
+            end = time.perf_counter()
+            enter_s += entered - start
+            step_s += stepped - entered
+            leave_s += end - stepped
+    finally:
+        os.close(namespace)
+        os.close(cwd)
     after = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "total_ms": (enter_s + step_s + leave_s) / iterations * 1000,
@@ -831,7 +849,7 @@ def format_inprocess_floor(floor: dict[str, Any]) -> list[str]:
         "floor": "  + write a byte = the floor",
     }
     lines = [
-        f"{title} (back: unshare(CLONE_FS), setns, fchdir)",
+        f"{title} (bare syscalls; back: setns, fchdir)",
         f"{'stage':<38}{'ms':>8}{'of which enter':>16}{'of which back':>15}{'faults':>14}",
     ]
     for stage, label in labels.items():
