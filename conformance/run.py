@@ -1,11 +1,12 @@
-"""Run real projects' own test suites plain and with --mountns-all; fail unless the counts match.
+"""Run real projects' own suites plain and isolated by either runner; fail unless counts match.
 
 Each project is a pinned sdist from PyPI that ships its tests and needs
 nothing but pytest. The script makes a venv (under the cache directory),
 installs pytest-mountns from this checkout, pytest-randomly and the projects
-into it, runs each suite twice, shuffled the same way by pytest-randomly, and
-compares the closing summary line: passed, failed, skipped, xfailed, errors,
-warnings and subtests, all of them.
+into it, runs each suite three times, shuffled the same way by pytest-randomly:
+plain, with ``--mountns-all`` and with ``--mountns-all --mountns-mode=inprocess``.
+It compares the closing summary lines: passed, failed, skipped, xfailed,
+errors, warnings and subtests, all of them.
 
     python conformance/run.py [--cache DIR]
 """
@@ -28,6 +29,7 @@ PROJECTS = {
     "cachetools==5.5.0": "tests",
     "idna==3.10": "tests",
 }
+ISOLATED = {"fork": ["--mountns-all"], "inprocess": ["--mountns-all", "--mountns-mode=inprocess"]}
 COUNT = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?|warnings?|subtests? \w+)")
 
 
@@ -41,14 +43,14 @@ def main() -> int:
     mismatches = 0
     for pin, tests in PROJECTS.items():
         source = _unpacked_sdist(python, pin, arguments.cache)
-        plain, isolated = (
-            _summary(python, source, tests, extra) for extra in ([], ["--mountns-all"])
-        )
-        same = plain == isolated and bool(plain)
+        plain = _summary(python, source, tests, [])
+        isolated = {mode: _summary(python, source, tests, args) for mode, args in ISOLATED.items()}
+        same = bool(plain) and all(counts == plain for counts in isolated.values())
         mismatches += not same
         print(f"{'ok ' if same else 'MISMATCH'} {pin:28} plain: {_show(plain)}")
-        if not same:
-            print(f"{'':38}isolated: {_show(isolated)}")
+        for mode, counts in isolated.items():
+            if counts != plain:
+                print(f"{'':38}{mode}: {_show(counts)}")
     return 1 if mismatches else 0
 
 

@@ -36,6 +36,10 @@ def setup_wider_scopes(item: pytest.Item) -> str | None:
     __tracebackhide__ = True
     if _skipped_by_marks(item):
         return None
+    wider = _wider_fixtures(item)
+    if _already_set_up(item, wider):
+        factory = wider.get("tmp_path_factory")
+        return None if factory is None else str(factory.cached_result[0].getbasetemp())
     capman = _capture_manager(item)
     if capman is not None:
         capman.resume_global_capture()
@@ -62,6 +66,24 @@ def setup_wider_scopes(item: pytest.Item) -> str | None:
     finally:
         if capman is not None:
             capman.suspend_global_capture(in_=False)
+
+
+def _already_set_up(item: pytest.Item, wider: dict[str, Any]) -> bool:
+    """The common case, found cheaply: the test before set up everything this one needs.
+
+    Its collectors are on the stack, every wider fixture holds a value (not an
+    error), and none is parametrized, so no value can be for another param.
+    """
+    state = item.session._setupstate
+    if list(state.stack) != item.listchain()[:-1]:
+        return False
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    return all(
+        name not in params
+        and definition.cached_result is not None
+        and definition.cached_result[2] is None
+        for name, definition in wider.items()
+    )
 
 
 def run_protocol_unforked(item: pytest.Item, nextitem: pytest.Item | None) -> None:
