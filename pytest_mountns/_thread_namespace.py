@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from . import _linux
 from ._linux import CloneFlag, MountFlag
@@ -50,7 +50,8 @@ def enter(propagation: str = "private") -> Origin:
         _linux.unshare(CloneFlag.NEWNS)
         kind = MountFlag.SLAVE if propagation == "slave" else MountFlag.PRIVATE
         _linux.mount(None, "/", None, MountFlag.REC | kind)
-        return replace(origin, entered=os.open(_OWN_NAMESPACE, os.O_RDONLY | os.O_CLOEXEC))
+        entered = os.open(_OWN_NAMESPACE, os.O_RDONLY | os.O_CLOEXEC)
+        return Origin(origin.namespace, origin.root, origin.cwd, origin.umask, entered)
     except BaseException:
         leave(origin)
         raise
@@ -125,7 +126,11 @@ def settle() -> None:
 
 
 class _Releaser:
-    """A thread that closes the descriptors holding left namespaces, started when needed."""
+    """A thread that closes the descriptors holding left namespaces, started when needed.
+
+    One at a time, at once: a namespace held longer would hold its tmpfs'
+    content in memory too.
+    """
 
     def __init__(self) -> None:
         self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
