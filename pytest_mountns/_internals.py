@@ -10,6 +10,8 @@ implementations in the child.
 from __future__ import annotations
 
 import contextlib
+import inspect
+import os
 from collections.abc import Generator
 from dataclasses import dataclass
 from types import ModuleType
@@ -19,6 +21,7 @@ import pytest
 from _pytest.fixtures import TopRequest
 from _pytest.junitxml import xml_key
 from _pytest.runner import runtestprotocol
+from _pytest.runner import show_test_item as _show_test_item
 from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
 SETUP_FAILURES = (Exception, pytest.skip.Exception, pytest.fail.Exception)
@@ -68,6 +71,18 @@ def setup_wider_scopes(item: pytest.Item) -> str | None:
             capman.suspend_global_capture(in_=False)
 
 
+def forget_basetemp_made_inside(config: pytest.Config) -> None:
+    """In-process: drop the basetemp pytest made in a test's namespace, unless it is on the host.
+
+    pytest keeps the path for the session; made under a tmpfs, it would vanish
+    with the test, and every later ``tmp_path`` would fail.
+    """
+    factory = getattr(config, "_tmp_path_factory", None)  # None: the tmpdir plugin is off
+    made = getattr(factory, "_basetemp", None)
+    if made is not None and not os.path.isdir(made):
+        factory._basetemp = None  # type: ignore[union-attr]
+
+
 def _already_set_up(item: pytest.Item, wider: dict[str, Any]) -> bool:
     """The common case, found cheaply: the test before set up everything this one needs.
 
@@ -84,6 +99,18 @@ def _already_set_up(item: pytest.Item, wider: dict[str, Any]) -> bool:
         and definition.cached_result[2] is None
         for name, definition in wider.items()
     )
+
+
+_SHOW_ADDS_SPACE = "add_space" in inspect.signature(_show_test_item).parameters
+
+
+def show_test_item(item: pytest.Item) -> None:
+    """``--setup-show``'s line for the test itself; pytest 9 ends it with a space."""
+    show: Any = _show_test_item  # its signature differs between pytest 8 and 9
+    if _SHOW_ADDS_SPACE:
+        show(item, add_space=not item.config.getoption("setuponly", False))
+    else:
+        show(item)
 
 
 def run_protocol_unforked(item: pytest.Item, nextitem: pytest.Item | None) -> None:

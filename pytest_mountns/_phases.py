@@ -1,8 +1,9 @@
 """Setup, call and teardown of one item, as pytest runs them, for either runner.
 
-Public pytest API only: ``CallInfo``, the makereport and interact hooks. The
-runner decides where each report goes (down a pipe, or to pytest's log),
-and what the isolation's ``enter`` is; ``EnterAtSetup`` runs it first in setup.
+Public pytest API (``CallInfo``, the makereport and interact hooks), and
+pytest's ``--setup-show`` line through ``_internals``. The runner decides where
+each report goes (down a pipe, or to pytest's log), and what the isolation's
+``enter`` is; ``EnterAtSetup`` runs it first in setup.
 """
 
 from __future__ import annotations
@@ -12,20 +13,29 @@ from collections.abc import Callable
 
 import pytest
 
+from . import _internals
+
 
 def run_phases(
     item: pytest.Item,
     nextitem: pytest.Item | None,
     deliver: Callable[[pytest.TestReport], None],
 ) -> None:
-    """pytest's three phases, each report handed to ``deliver`` as soon as it is made."""
+    """pytest's three phases, each report handed to ``deliver`` as soon as it is made.
+
+    Delivered before the debugger starts (``--pdb``), as pytest logs it: quitting
+    the debugger must not lose the failure.
+    """
     ihook = item.ihook
-    setup = _call_and_report(item, "setup", lambda: ihook.pytest_runtest_setup(item=item))
-    deliver(setup)
-    if setup.passed and not item.config.option.setuponly:
-        deliver(_call_and_report(item, "call", lambda: ihook.pytest_runtest_call(item=item)))
+    setup = _call_and_report(item, "setup", lambda: ihook.pytest_runtest_setup(item=item), deliver)
+    if setup.passed:
+        if item.config.getoption("setupshow", False):
+            _internals.show_test_item(item)
+        if not item.config.option.setuponly:
+            call = lambda: ihook.pytest_runtest_call(item=item)  # noqa: E731
+            _call_and_report(item, "call", call, deliver)
     teardown = lambda: ihook.pytest_runtest_teardown(item=item, nextitem=nextitem)  # noqa: E731
-    deliver(_call_and_report(item, "teardown", teardown))
+    _call_and_report(item, "teardown", teardown, deliver)
 
 
 def reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
@@ -35,9 +45,15 @@ def reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
     return (pytest.exit.Exception, KeyboardInterrupt)
 
 
-def _call_and_report(item: pytest.Item, when: str, run: Callable[[], None]) -> pytest.TestReport:
+def _call_and_report(
+    item: pytest.Item,
+    when: str,
+    run: Callable[[], None],
+    deliver: Callable[[pytest.TestReport], None],
+) -> pytest.TestReport:
     call = pytest.CallInfo.from_call(run, when=when, reraise=reraised(item.config))  # type: ignore[arg-type]
     report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
+    deliver(report)
     if _is_interactive(call, report):
         item.ihook.pytest_exception_interact(node=item, call=call, report=report)
     return report

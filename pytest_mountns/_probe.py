@@ -78,11 +78,13 @@ def why_not_in_process(availability: Availability) -> str | None:
     """Why pytest's own thread cannot isolate tests here (``--mountns-mode=inprocess``), or None."""
     if not availability.available:
         return availability.how
-    if availability.user_namespace:
+    if availability.user_namespace and not _linux.has_cap_sys_admin():
         return (
             "it needs CAP_SYS_ADMIN; isolation here takes a user namespace, "
             "which a thread cannot leave"
         )
+    if availability.user_namespace:
+        return "--mountns-userns=always takes a user namespace, which a thread cannot leave"
     return _thread_namespace.probe()
 
 

@@ -73,7 +73,7 @@ def leave(origin: Origin) -> None:
                 interrupted = True
     except OSError as error:
         raise NoWayBack(
-            f"mountns: this thread could not return to pytest's mount namespace: {error}"
+            f"this thread could not return to pytest's mount namespace: {error}"
         ) from error
     finally:
         for fd in (origin.namespace, origin.root, origin.cwd):
@@ -114,6 +114,7 @@ def probe() -> str | None:
     thread = threading.Thread(target=attempt, name="pytest-mountns-probe")
     thread.start()
     thread.join()
+    settle()
     return failures[0] if failures else None
 
 

@@ -195,6 +195,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
     if not _wants_isolation(item):
+        # No thread of ours while a test runs in pytest's process: it may fork.
+        _thread_namespace.settle()
         return None
     try:
         declaration = _declaration(item)
@@ -304,7 +306,7 @@ def _prepare(
     if in_process:
         origins: list[_thread_namespace.Origin] = []
         enter = functools.partial(_enter_thread, item, plan, keep_visible, origins)
-        leave = functools.partial(_leave_thread, item, origins)
+        leave = functools.partial(_leave_thread, item, origins, basetemp is not None)
     else:
         enter = functools.partial(_enter, item, availability, plan, keep_visible)
         leave = _no_leave
@@ -410,17 +412,27 @@ def _enter_thread(
     _namespace.apply(plan, keep_visible)
 
 
-def _leave_thread(item: pytest.Item, origins: list[_thread_namespace.Origin]) -> None:
+def _leave_thread(
+    item: pytest.Item, origins: list[_thread_namespace.Origin], had_basetemp: bool
+) -> None:
     """In-process, after the test's own teardown, whatever happened: back to pytest's namespace.
 
     Where the thread cannot return, no later test can be isolated safely: the session stops.
+    A basetemp that pytest first made inside (a ``tmp_path`` asked for late) is
+    forgotten, as a forked child's is: under the test's tmpfs it is not on the host.
     """
     item.config.stash[inside_key] = False
     while origins:
         try:
             _thread_namespace.leave(origins.pop())
         except _thread_namespace.NoWayBack as error:
-            pytest.exit(str(error), returncode=pytest.ExitCode.INTERNAL_ERROR)
+            reason = (
+                f"mountns: {item.nodeid}: {error} (did the test change the process's "
+                "credentials or capabilities? such a test must fork: fork=True)"
+            )
+            pytest.exit(reason, returncode=pytest.ExitCode.INTERNAL_ERROR)
+    if not had_basetemp:
+        _internals.forget_basetemp_made_inside(item.config)
 
 
 @pytest.fixture

@@ -371,3 +371,42 @@ def pytest_runtest_logreport(report):
 """
     )
     compare().assert_outcomes(failed=1, passed=3, warnings=1)
+
+
+def test_quitting_the_debugger_keeps_the_failure(pytester: pytest.Pytester) -> None:
+    """The failure is logged before ``--pdb`` starts, as pytest does: quitting loses nothing."""
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.mark.mountns
+def test_fails():
+    assert 0
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--pdb", timeout=60)
+    result.stdout.fnmatch_lines(["*Quitting debugger*", "*1 failed*"])
+
+
+def test_setup_show_names_the_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+import pytest
+
+@pytest.fixture
+def prepared():
+    yield
+
+@pytest.mark.mountns
+def test_shown(prepared):
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--setup-show", timeout=60)
+    result.stdout.fnmatch_lines(
+        [
+            "*SETUP    F prepared*",
+            "*test_setup_show_names_the_test.py::test_shown (fixtures used: prepared)*",
+            "*TEARDOWN F prepared*",
+        ]
+    )

@@ -65,6 +65,10 @@ def test_in_process():
     os.chdir("/")
     os.umask(0o077)
 
+def test_unisolated_after_it():
+    # no thread of the plugin's left while a test runs in pytest's process (it may fork)
+    assert len(os.listdir("/proc/self/task")) == PYTEST_THREADS
+
 @pytest.mark.mountns(fork=True)
 def test_forked():
     assert os.getpid() != PYTEST_PID
@@ -77,9 +81,9 @@ def test_back_where_it_was():
 """
     )
     before = where_am_i()
-    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=3)
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=4)
     pytester.runpytest("-p", "no:cacheprovider", "--mountns-mode=inprocess").assert_outcomes(
-        passed=3
+        passed=4
     )
     assert where_am_i() == before
 
@@ -91,6 +95,13 @@ def test_the_header_names_the_mode(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest("-o", "mountns_mode=inprocess", "--mountns-timeout=5")
     result.stdout.fnmatch_lines(
         ["mountns: * mode fork, as the session's timeout (mountns_timeout) needs a forked child; *"]
+    )
+    result = pytester.runpytest("--mountns-mode=inprocess", "--mountns-userns=always")
+    result.stdout.fnmatch_lines(
+        [
+            "mountns: * mode fork, as inprocess is unavailable: "
+            "--mountns-userns=always takes a user namespace, which a thread cannot leave; *"
+        ]
     )
     result = pytester.runpytest("-o", "mountns_mode=sometimes")
     result.stderr.fnmatch_lines(["*ini mountns_mode='sometimes': must be one of fork, inprocess"])
@@ -471,3 +482,31 @@ def test_a_ctrl_c_on_the_way_back_is_raised_once_the_thread_is_back(
     _thread_namespace.settle()
     assert seen == ["interrupt", True]
     assert len(calls) == 2
+
+
+def test_a_test_that_drops_root_stops_the_session_and_says_why(pytester: pytest.Pytester) -> None:
+    """Without CAP_SYS_ADMIN the thread cannot ``setns`` back: nothing more can run safely."""
+    pytester.makepyfile(
+        """
+import os, pytest
+
+@pytest.mark.mountns("/srv")
+def test_drops_root():
+    os.seteuid(65534)
+
+def test_never_runs():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--mountns-mode=inprocess", timeout=60
+    )
+    # 3, unless pytest's own end of session fails too, as it may without root
+    assert result.ret != 0
+    result.stdout.fnmatch_lines(
+        [
+            "*mountns: *test_drops_root: this thread could not return to pytest's mount "
+            "namespace: *Operation not permitted* such a test must fork: fork=True)*"
+        ]
+    )
+    assert "test_never_runs" not in result.stdout.str()

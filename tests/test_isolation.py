@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -290,3 +291,33 @@ def test_markers_help_and_report_header(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(
         [f"mountns: isolation available (root: *); mode fork; / propagation: {propagation.strip()}"]
     )
+
+
+def test_tmp_path_first_asked_for_under_a_tmpfs_over_its_root_stays_usable(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytest makes its basetemp at the first ``tmp_path`` and keeps the path for the session.
+
+    Its root here is a directory the first test covers with a tmpfs, as it would
+    cover /tmp; pytest's default basetemp (no ``--basetemp``) is made there.
+    """
+    root = pytester.mkdir("temproot")
+    pytester.makepyfile(
+        f"""
+import pytest
+
+@pytest.mark.mountns({str(root)!r})
+def test_asks_late(request):
+    (request.getfixturevalue("tmp_path") / "x").write_text("x")
+
+def test_after(tmp_path):
+    (tmp_path / "y").write_text("y")
+    assert tmp_path.is_relative_to({str(root)!r})
+"""
+    )
+    env = {**os.environ, "PYTEST_DEBUG_TEMPROOT": str(root), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+        cwd=pytester.path, capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert "2 passed" in done.stdout, done.stdout + done.stderr
