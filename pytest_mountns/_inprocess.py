@@ -9,11 +9,18 @@ The wider scopes are set up and torn down outside, as in a forked run.
 
 from __future__ import annotations
 
+import threading
+import warnings
+
 import pytest
 
 from . import _internals, _phases, _runner
 
 _entry_key = pytest.StashKey[_phases.EnterAtSetup]()
+
+
+class LeftoverThreadWarning(pytest.PytestWarning):
+    """An in-process test left threads running, in its namespace and beyond its end."""
 
 
 def run_in_process(
@@ -40,6 +47,7 @@ def run_in_process(
     isolation.begin()
     aside = _internals.set_wider_finalizers_aside(item)
     _internals.renew_request(item)
+    threads = set(threading.enumerate())
     entry.arm(isolation.enter)
     try:
         try:
@@ -49,6 +57,7 @@ def run_in_process(
             raise
     finally:
         entry.arm(None)
+        _warn_about_threads(item, threads)
         try:
             isolation.leave()
         finally:
@@ -56,6 +65,23 @@ def run_in_process(
             _internals.release_request(item)
     _runner.finish(item, nextitem, received, isolation)
     return None
+
+
+def _warn_about_threads(item: pytest.Item, before: set[threading.Thread]) -> None:
+    """Threads the test started and left running stay in its namespace: say which."""
+    left = [thread.name for thread in threading.enumerate() if thread not in before]
+    if left:
+        path, line, _ = item.location
+        warnings.warn_explicit(
+            LeftoverThreadWarning(
+                f"mountns: the test left {len(left)} thread(s) running in its namespace: "
+                f"{', '.join(left)}; what they do next is not isolated from the tests "
+                "after it (fork mode would end them with the test)"
+            ),
+            LeftoverThreadWarning,
+            path,
+            (line or 0) + 1,
+        )
 
 
 def _entry(config: pytest.Config) -> _phases.EnterAtSetup:

@@ -291,8 +291,13 @@ def test_after():
 """
     )
     before = where_am_i()
-    pytester.runpytest("-p", "no:cacheprovider", "--mountns-mode=inprocess").assert_outcomes(
-        passed=2
+    result = pytester.runpytest("-p", "no:cacheprovider", "--mountns-mode=inprocess")
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*LeftoverThreadWarning: mountns: the test left 1 thread(s) running in its "
+            "namespace: Thread-*; what they do next is not isolated from the tests after it*"
+        ]
     )
     assert where_am_i() == before
 
