@@ -271,8 +271,7 @@ def _wants_in_process(item: pytest.Item, declaration: _spec.Declaration) -> bool
 def _no_inprocess(config: pytest.Config) -> str | None:
     """Why a thread of this process cannot isolate a test, or None; found out once."""
     if no_inprocess_key not in config.stash:
-        reason = _probe.why_not_in_process(_availability(config))
-        config.stash[no_inprocess_key] = reason
+        config.stash[no_inprocess_key] = _probe.why_not_in_process(_availability(config))
     return config.stash[no_inprocess_key]
 
 
