@@ -116,15 +116,12 @@ def _run(item: pytest.Item, nextitem: pytest.Item | None, writer: _frames.Writer
 def warn_about_leftovers(item: pytest.Item, killed: list[str]) -> None:
     """Tell the run, in its warnings summary, which processes a test left and we killed."""
     if killed:
-        path, line, _ = item.location
-        warnings.warn_explicit(
+        _phases.warn_at(
+            item,
             LeftoverProcessWarning(
                 f"mountns: killed {len(killed)} process(es) the test left running: "
                 + "; ".join(killed)
             ),
-            LeftoverProcessWarning,
-            path,
-            (line or 0) + 1,
         )
 
 

@@ -10,7 +10,6 @@ The wider scopes are set up and torn down outside, as in a forked run.
 from __future__ import annotations
 
 import threading
-import warnings
 
 import pytest
 
@@ -71,16 +70,13 @@ def _warn_about_threads(item: pytest.Item, before: set[threading.Thread]) -> Non
     """Threads the test started and left running stay in its namespace: say which."""
     left = [thread.name for thread in threading.enumerate() if thread not in before]
     if left:
-        path, line, _ = item.location
-        warnings.warn_explicit(
+        _phases.warn_at(
+            item,
             LeftoverThreadWarning(
                 f"mountns: the test left {len(left)} thread(s) running in its namespace: "
                 f"{', '.join(left)}; what they do next is not isolated from the tests "
                 "after it (fork mode would end them with the test)"
             ),
-            LeftoverThreadWarning,
-            path,
-            (line or 0) + 1,
         )
 
 

@@ -9,6 +9,7 @@ each report goes (down a pipe, or to pytest's log), and what the isolation's
 from __future__ import annotations
 
 import bdb
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -36,6 +37,12 @@ def run_phases(
             _call_and_report(item, "call", call, deliver)
     teardown = lambda: ihook.pytest_runtest_teardown(item=item, nextitem=nextitem)  # noqa: E731
     _call_and_report(item, "teardown", teardown, deliver)
+
+
+def warn_at(item: pytest.Item, warning: pytest.PytestWarning) -> None:
+    """A warning in the run's summary, located at the test, as pytest shows a test's own."""
+    path, line, _ = item.location
+    warnings.warn_explicit(warning, type(warning), path, (line or 0) + 1)
 
 
 def reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
