@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import _linux, _mountinfo, _namespace, _spec
+from . import _mountinfo, _namespace, _plan, _spec
 from ._mountinfo import MountEntry
 from ._spec import Declaration, Mount
 
@@ -56,10 +56,9 @@ class MountNamespace:
         return _mountinfo.read()
 
     def _mount(self, mount: Mount) -> Path:
+        ids = (os.getuid(), os.getgid()) if self._user_namespace else None
         try:
-            plan = _spec.resolve(Declaration({mount.target: mount}))
-            if self._user_namespace:
-                _spec.check_mapped_ids(plan, os.getuid(), os.getgid())
+            plan = _plan.resolve(Declaration({mount.target: mount}), ids=ids)
         except _spec.DeclarationError as error:
             method = "bind" if mount.kind == "ro_bind" else mount.kind
             raise _spec.DeclarationError(
@@ -67,6 +66,4 @@ class MountNamespace:
             ) from None
         [resolved] = plan.mounts
         _namespace.apply_one(resolved)
-        if resolved.kind == "tmpfs" and resolved.options.ro:
-            _linux.set_readonly(resolved.target)
         return Path(resolved.target)

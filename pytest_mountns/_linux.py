@@ -140,8 +140,9 @@ def umount(target: str, flags: int = 0) -> None:
     _check(_umount2(os.fsencode(target), flags), "umount2", target)
 
 
-def set_readonly(target: str, readonly: bool = True) -> None:
-    """Set (or clear) read-only on every mount at and below ``target``, changing nothing else.
+def set_readonly(target: str, readonly: bool = True, recursive: bool = True) -> None:
+    """Set (or clear) read-only on the mount at ``target`` and (``recursive``) every one
+    below it, changing nothing else.
 
     ``mount_setattr`` leaves the other flags alone, so the flags a user
     namespace locks (nosuid, nodev, atime) need no care. Before Linux 5.12,
@@ -152,15 +153,15 @@ def set_readonly(target: str, readonly: bool = True) -> None:
         ctypes.c_long(SYS_MOUNT_SETATTR),
         ctypes.c_int(AT_FDCWD),
         ctypes.c_char_p(os.fsencode(target)),
-        ctypes.c_uint(AT_RECURSIVE),
+        ctypes.c_uint(AT_RECURSIVE if recursive else 0),
         ctypes.byref(attr),
         ctypes.c_size_t(ctypes.sizeof(attr)),
     )
     if result == -1 and ctypes.get_errno() == errno.ENOSYS:
-        _remount_one_by_one(target, readonly)
+        _remount_one_by_one(target, readonly, recursive)
         return
     change = "MOUNT_ATTR_RDONLY" if readonly else "clear MOUNT_ATTR_RDONLY"
-    _check(result, f"mount_setattr({change}, AT_RECURSIVE)", target)
+    _check(result, f"mount_setattr({change}{', AT_RECURSIVE' * recursive})", target)
 
 
 _STATVFS_TO_MOUNT = {
@@ -173,9 +174,9 @@ _STATVFS_TO_MOUNT = {
 }
 
 
-def _remount_one_by_one(target: str, readonly: bool) -> None:
+def _remount_one_by_one(target: str, readonly: bool, recursive: bool) -> None:
     prefix = target.rstrip("/") + "/"
-    points = [entry.mountpoint for entry in _mountinfo.read()]
+    points = [entry.mountpoint for entry in _mountinfo.read()] if recursive else [target]
     for point in dict.fromkeys(p for p in points if p == target or p.startswith(prefix)):
         kept = os.statvfs(point).f_flag
         flags = MountFlag.REMOUNT | MountFlag.BIND | (MountFlag.RDONLY if readonly else 0)

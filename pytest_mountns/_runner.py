@@ -32,6 +32,9 @@ class Isolation:
     """Runs here if the child never starts (a spare thrown away)."""
     leave: Callable[[], None] = lambda: None
     """In-process only: runs after the test's own teardown, whatever happened, to come back."""
+    still_valid: Callable[[], bool] = lambda: True
+    """Runs here before a spare child, prepared while the test before it ran, goes:
+    whether what was decided then (targets, sources) still holds now that it ended."""
 
 
 Prepare = Callable[[str | None], Isolation]
@@ -56,7 +59,9 @@ def run_isolated(
     spare = _forking.take_spare(config)
     try:
         basetemp = _internals.setup_wider_scopes(item)
-        if spare is not None and not _forking.fits(spare, item, nextitem):
+        if spare is not None and not (
+            _forking.fits(spare, item, nextitem) and spare.isolation.still_valid()
+        ):
             _forking.discard(spare)
             spare = None
         isolation = spare.isolation if spare is not None else prepare(basetemp)

@@ -1,17 +1,17 @@
 """Parsing and validating mount declarations, in the parent, before any fork.
 
-Everything a declaration can get wrong is caught here with a message that
-names the argument and the reason, because the kernel answers most mistakes
-with a bare EINVAL. Standard library only.
+Everything a declaration can get wrong on its own is caught here with a
+message that names the argument and the reason, because the kernel answers
+most mistakes with a bare EINVAL. What depends on the file system is
+checked later, just before the test runs (``_plan``). Standard library only.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("tmpfs", "bind", "ro_bind", "readonly", "hide", "overlay")
@@ -70,7 +70,8 @@ class Mount:
     kind: str
     target: str
     source: str | None = None
-    """The host path a ``bind`` or ``ro_bind`` shows at the target."""
+    """The host path a ``bind`` or ``ro_bind`` shows at the target (absolute; ``_plan``
+    resolves its symlinks)."""
     options: TmpfsOptions = TmpfsOptions()
 
 
@@ -83,18 +84,6 @@ class Declaration:
     timeout: float | None = None
     fork: bool | None = None
     """False: run in pytest's own thread (in-process mode); True: in a forked child."""
-
-
-@dataclass(frozen=True)
-class MountPlan:
-    """The mounts of one test, checked against the file system, parents before children."""
-
-    mounts: tuple[Mount, ...] = ()
-    propagation: str = "private"
-
-    def covers(self, path: str) -> bool:
-        """Whether a mount of this plan is at ``path`` or one of its ancestors."""
-        return any(is_within(path, mount.target) for mount in self.mounts)
 
 
 def parse_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], base: str) -> Declaration:
@@ -221,7 +210,11 @@ def normalize_path(value: object, argument: str) -> str:
 
 
 def source_path(value: object, argument: str, base: str) -> str:
-    """A bind source: absolute, or relative to ``base``; it must exist."""
+    """A bind source: absolute, or relative to ``base``.
+
+    Not looked up here: whether it exists, and where its symlinks lead, is
+    found out just before the test runs (``_plan.resolve``).
+    """
     if isinstance(value, bytes) or not isinstance(value, (str, os.PathLike)):
         raise DeclarationError(
             f"{argument} {value!r}", f"must be a str or os.PathLike, not {type(value).__name__}"
@@ -229,14 +222,7 @@ def source_path(value: object, argument: str, base: str) -> str:
     path = os.fspath(value)
     if not isinstance(path, str) or not path or "\0" in path:
         raise DeclarationError(f"{argument} {value!r}", "must be a non-empty text path")
-    resolved = os.path.realpath(os.path.join(base, path))
-    if not os.path.exists(resolved):
-        raise DeclarationError(
-            f"{argument} {path!r}",
-            f"does not exist (looked for {resolved!r}; "
-            "relative sources start at the test file's directory)",
-        )
-    return resolved
+    return os.path.normpath(os.path.join(base, path))
 
 
 def parse_tmpfs_options(options: object, argument: str) -> TmpfsOptions:
@@ -328,93 +314,3 @@ def _parse_id(value: object, where: str) -> int:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _MAX_ID:
         return value
     raise DeclarationError(where, f"must be a number between 0 and {_MAX_ID}")
-
-
-_FORBIDDEN = {
-    "/": "would hide the whole file system",
-    "/proc": "is the kernel's process file system",
-    "/sys": "is the kernel's sysfs",
-    "/dev": "holds the device nodes every process needs",
-}
-
-
-def resolve(declaration: Declaration) -> MountPlan:
-    """Check every target against the file system and order parents before children.
-
-    Symlinks are resolved, as the kernel would follow them. A target below a
-    declared tmpfs need not exist on the host: it is created inside that
-    fresh tmpfs, in the namespace. Nothing on the host is created.
-    """
-    real_of: dict[str, str] = {}
-    resolved: dict[str, Mount] = {}
-    for target in sorted(declaration.mounts, key=_depth):
-        mount = declaration.mounts[target]
-        fresh = [
-            t for t in real_of if is_within(target, t) and declaration.mounts[t].kind == "tmpfs"
-        ]
-        outer = max(fresh, key=len, default=None)
-        real = os.path.realpath(target) if outer is None else real_of[outer] + target[len(outer) :]
-        argument = f"{mount.kind} target {target!r}"
-        if real != target:
-            argument += f" (resolves to {real!r})"
-        _check_allowed(real, argument, mount.kind)
-        if outer is None:
-            _check_target(real, mount, argument)
-        if resolved.get(real, replace(mount, target=real)) != replace(mount, target=real):
-            raise DeclarationError(argument, "names the same path as another target")
-        real_of[target] = real
-        resolved[real] = replace(mount, target=real)
-    ordered = sorted(resolved.values(), key=lambda mount: _depth(mount.target))
-    return MountPlan(tuple(ordered), declaration.propagation or "private")
-
-
-def check_mapped_ids(plan: MountPlan, uid: int, gid: int) -> None:
-    """In a user namespace only the caller's own uid and gid exist; the kernel says EINVAL."""
-    for mount in plan.mounts:
-        for key, value, own in (("uid", mount.options.uid, uid), ("gid", mount.options.gid, gid)):
-            if value is not None and value != own:
-                raise DeclarationError(
-                    f"tmpfs[{mount.target!r}] {key}={value}",
-                    f"in a user namespace only your own {key} ({own}) is mapped; "
-                    "drop the option, or run pytest as root",
-                )
-
-
-def _depth(path: str) -> int:
-    return 0 if path == "/" else path.count("/")
-
-
-def _check_allowed(path: str, argument: str, kind: str) -> None:
-    if kind == "readonly" and path == "/":
-        return  # a read-only root, with writable mounts on top, is a use of its own
-    for forbidden, why in _FORBIDDEN.items():
-        inside = forbidden in ("/proc", "/sys") and is_within(path, forbidden)
-        if path == forbidden or inside:
-            raise DeclarationError(argument, f"cannot be a mount target: {forbidden} {why}")
-
-
-def _check_target(target: str, mount: Mount, argument: str) -> None:
-    try:
-        mode = os.stat(target).st_mode
-    except FileNotFoundError:
-        raise DeclarationError(
-            argument, "does not exist (the plugin never creates anything on the host)"
-        ) from None
-    except OSError as error:
-        raise DeclarationError(argument, f"cannot be checked: {error.strerror}") from None
-    is_directory = stat.S_ISDIR(mode)
-    if mount.kind in ("tmpfs", "overlay") and not is_directory:
-        raise DeclarationError(argument, f"is not a directory (a {mount.kind} needs a directory)")
-    if mount.kind == "hide" and not (is_directory or stat.S_ISREG(mode)):
-        raise DeclarationError(argument, "is neither a directory nor a regular file")
-    if mount.source is not None and os.path.isdir(mount.source) != is_directory:
-        kinds = ("a directory", "not a directory")
-        raise DeclarationError(
-            argument,
-            f"is {kinds[not is_directory]} but its source {mount.source!r} is "
-            f"{kinds[is_directory]}; a bind needs the same kind on both sides",
-        )
-
-
-def is_within(path: str, ancestor: str) -> bool:
-    return path == ancestor or path.startswith(ancestor.rstrip("/") + "/")

@@ -7,7 +7,7 @@ import functools
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,13 +19,15 @@ from . import (
     _internals,
     _mountinfo,
     _namespace,
+    _plan,
     _probe,
     _runner,
     _spec,
     _thread_namespace,
 )
 from ._imperative import MountNamespace
-from ._spec import DeclarationError, MountPlan, TmpfsOptions
+from ._plan import MountPlan
+from ._spec import DeclarationError, TmpfsOptions
 
 MARKER_HELP = (
     "mountns(*tmpfs_targets, tmpfs=None, bind=None, ro_bind=None, readonly=None, hide=None, "
@@ -285,17 +287,24 @@ def _prepare(
     """In pytest's process, once the wider fixtures (which may create targets) are set up.
 
     Targets are checked here, before the fork or the switch, so nothing is
-    mounted when one is wrong.
+    mounted when one is wrong; and checked again before a spare child forked
+    ahead goes, as the test before it may have changed what they lead to.
     """
-    try:
-        plan = _spec.resolve(declaration)
-        if availability.user_namespace:
-            _spec.check_mapped_ids(plan, os.getuid(), os.getgid())
-    except DeclarationError as error:
-        raise _declaration_failure(item, error) from None
+    mountpoint = None
     if "isolated_tmpfs" in getattr(item, "fixturenames", ()):
-        item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
-    keep_visible = [basetemp] if basetemp is not None else []
+        mountpoint = item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
+    plan_now = functools.partial(
+        _plan.resolve,
+        declaration,
+        ids=(os.getuid(), os.getgid()) if availability.user_namespace else None,
+        keep={basetemp: "pytest's basetemp"} if basetemp is not None else {},
+        make={mountpoint: "isolated_tmpfs's mount point"} if mountpoint is not None else {},
+    )
+    try:
+        plan = plan_now()
+    except DeclarationError as error:
+        _remove_mountpoint(item)
+        raise _declaration_failure(item, error) from None
     watch = _mount_watch(item.config)
     # With slave propagation the host's own mounts come in: that is the point of
     # it, and those are indistinguishable from a leak here, so there is no check.
@@ -304,10 +313,10 @@ def _prepare(
     leave: Callable[[], None]
     if in_process:
         origins: list[_thread_namespace.Origin] = []
-        enter = functools.partial(_enter_thread, item, plan, keep_visible, origins)
+        enter = functools.partial(_enter_thread, item, plan, origins)
         leave = functools.partial(_leave_thread, item, origins, basetemp is not None)
     else:
-        enter = functools.partial(_enter, item, availability, plan, keep_visible)
+        enter = functools.partial(_enter, item, availability, plan)
         leave = _no_leave
     return _runner.Isolation(
         enter=enter,
@@ -316,7 +325,15 @@ def _prepare(
         timeout=declaration.timeout or item.config.stash[settings_key].timeout,
         begin=watch.start,
         release=functools.partial(_remove_mountpoint, item),
+        still_valid=functools.partial(_resolves_the_same, plan_now, plan),
     )
+
+
+def _resolves_the_same(plan_now: Callable[[], _plan.MountPlan], plan: _plan.MountPlan) -> bool:
+    try:
+        return plan_now() == plan
+    except DeclarationError:
+        return False  # the test's own protocol reports it, prepared afresh
 
 
 def _remove_mountpoint(item: pytest.Item) -> None:
@@ -385,30 +402,22 @@ def _declaration_failure(item: pytest.Item, error: DeclarationError) -> BaseExce
     return pytest.fail.Exception(f"{item.nodeid}: @pytest.mark.mountns {error}", pytrace=False)
 
 
-def _enter(
-    item: pytest.Item,
-    availability: _probe.Availability,
-    plan: MountPlan,
-    keep_visible: Sequence[str],
-) -> None:
+def _enter(item: pytest.Item, availability: _probe.Availability, plan: MountPlan) -> None:
     """Runs in the forked child, before the test's setup."""
     _namespace.enter_private_namespace(
         availability.namespace, availability.user_namespace, plan.propagation
     )
-    _namespace.apply(plan, keep_visible)
+    _namespace.apply(plan)
     item.config.stash[inside_key] = True
 
 
 def _enter_thread(
-    item: pytest.Item,
-    plan: MountPlan,
-    keep_visible: Sequence[str],
-    origins: list[_thread_namespace.Origin],
+    item: pytest.Item, plan: MountPlan, origins: list[_thread_namespace.Origin]
 ) -> None:
     """In-process, before the test's setup: move this thread in and mount."""
     origins.append(_thread_namespace.enter(plan.propagation))
     item.config.stash[inside_key] = True
-    _namespace.apply(plan, keep_visible)
+    _namespace.apply(plan)
 
 
 def _leave_thread(
@@ -450,7 +459,6 @@ def isolated_tmpfs(request: pytest.FixtureRequest) -> Path:
             "not through request.getfixturevalue: its mount point is made before the fork",
             pytrace=False,
         )
-    os.makedirs(mountpoint, exist_ok=True)  # only if a declared tmpfs hides the parent's
     size = request.config.stash[settings_key].tmpfs_size
     _namespace.mount_tmpfs(mountpoint, TmpfsOptions(size=size, mode=0o700))
     return Path(mountpoint)  # the namespace, and the mount with it, ends with the test

@@ -183,3 +183,24 @@ def test_the_mount_table_watch_sees_mounts_of_its_namespace_only(tmp_path: Path)
 
     seen = in_child(enter_and(watch_a_mount))
     assert seen == [None, None, f"  + {tmp_path} (tmpfs from tmpfs, private)", None]
+
+
+def test_staging_never_writes_where_the_tmpfs_is_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Were the staging tmpfs not where the empty file is made, nothing is made at all."""
+    target = tmp_path / "secret"
+    target.write_text("precious")
+    monkeypatch.setattr(_namespace, "mount_tmpfs", lambda target, options: None)  # a mount lost
+    with pytest.raises(OSError) as excinfo:
+        in_child(enter_and(lambda: _namespace._hide_file(str(target))))
+    assert excinfo.value.errno == errno.EXDEV
+    assert target.read_text() == "precious"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["secret"]
+
+
+def test_nothing_is_created_off_the_mounts_a_test_owns(tmp_path: Path) -> None:
+    missing = tmp_path / "a" / "b"
+    with pytest.raises(PermissionError, match="is not on a mount this test owns"):
+        _namespace._create(str(missing), is_file=False, owned={os.stat("/proc").st_dev})
+    assert not (tmp_path / "a").exists()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from pytest_mountns._plan import resolve
 from pytest_mountns._spec import (
     Declaration,
     DeclarationError,
@@ -16,7 +17,6 @@ from pytest_mountns._spec import (
     parse_amount,
     parse_marker,
     parse_tmpfs_options,
-    resolve,
 )
 
 
