@@ -47,6 +47,10 @@ def main(
         if os.getppid() != parent_pid:
             os._exit(1)
         _linux.become_subreaper()
+        _processes.view()  # /proc held before the test runs: it may mount over /proc
+        _processes.restore_in_child()
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupt_once)
         faulthandler.enable(file=stacks_fd, all_threads=True)  # a crash's traceback, for its report
         faulthandler.register(STACKS_SIGNAL, file=stacks_fd, all_threads=True)
         _internals.drop_inherited_finalizers(item)
@@ -56,7 +60,7 @@ def main(
         with warnings.catch_warnings(record=True) as caught:
             try:
                 _run(item, nextitem, writer)
-                ending: tuple[int, bytes] = (_frames.DONE, b"")
+                ending: tuple[int, bytes] = (_frames.DONE, b"" if hooks.saw_everything else b"?")
             except pytest.exit.Exception as stop:
                 _internals.teardown_everything_quietly(item)
                 ending = (_frames.EXIT, json.dumps([stop.msg, stop.returncode]).encode())
@@ -113,16 +117,17 @@ def _run(item: pytest.Item, nextitem: pytest.Item | None, writer: _frames.Writer
     _internals.teardown_everything_quietly(item)
 
 
-def warn_about_leftovers(item: pytest.Item, killed: list[str]) -> None:
-    """Tell the run, in its warnings summary, which processes a test left and we killed."""
-    if killed:
-        _phases.warn_at(
-            item,
-            LeftoverProcessWarning(
-                f"mountns: killed {len(killed)} process(es) the test left running: "
-                + "; ".join(killed)
-            ),
-        )
+def _interrupt_once(signum: int, frame: object) -> None:
+    """Ctrl-C reaches the child twice, from the terminal and from pytest's process:
+    the first interrupts the test, the second must not cut its teardown short."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    raise KeyboardInterrupt
+
+
+def leftover_warning(killed: list[str]) -> LeftoverProcessWarning:
+    return LeftoverProcessWarning(
+        f"mountns: killed {len(killed)} process(es) the test left running: " + "; ".join(killed)
+    )
 
 
 class ChildHooks(_phases.EnterAtSetup):
@@ -136,6 +141,8 @@ class ChildHooks(_phases.EnterAtSetup):
         super().__init__()
         self._config = config
         self._writer: _frames.Writer | None = None
+        self.saw_everything = True
+        """False where the test hid ``/proc`` from the child: pytest's process ends the rest."""
 
     def activate(self, enter: Callable[[], None], writer: _frames.Writer) -> None:
         """In the child: turn on, and silence every other ``pytest_runtest_logreport``.
@@ -150,8 +157,15 @@ class ChildHooks(_phases.EnterAtSetup):
     @pytest.hookimpl(trylast=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> None:
         """After the test's own teardown: end whatever it left running, daemons included."""
-        if self._writer is not None:
-            warn_about_leftovers(item, _processes.end_descendants())
+        if self._writer is None:
+            return
+        try:
+            killed = _processes.view().end_descendants()
+        except _processes.ProcessesUnseen:
+            self.saw_everything = False
+            return
+        if killed:
+            _phases.warn_at(item, leftover_warning(list(killed.values())))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from . import _child, _internals, _linux
+from . import _child, _internals, _linux, _processes
 
 if TYPE_CHECKING:
     from ._runner import Isolation, Prepare
@@ -35,6 +35,9 @@ class Forked:
     stacks: int
     go: int
     """The write end of the pipe a spare waits on; -1 for a child that started at once."""
+    started: int
+    """When its test started, in clock ticks since boot: what died here later and was
+    not forked here is an orphan the test left (``_processes.reap_orphans``)."""
 
 
 @dataclass(frozen=True)
@@ -65,12 +68,22 @@ def fork(
     sys.stdout.flush()
     sys.stderr.flush()
     _linux.flush_c_stdio()
-    read_fd, write_fd = os.pipe()
-    stacks_read, stacks_write = os.pipe()  # faulthandler's, at a crash or a timeout
-    go_read, go_write = os.pipe() if alarm is None else (-1, -1)
+    fds: list[int] = []
     parent_pid = os.getpid()
-    gc.freeze()  # the child's collector then leaves the inherited objects, and their pages, alone
-    pid = os.fork()
+    started = _processes.boot_ticks()
+    try:
+        fds += os.pipe()
+        fds += os.pipe()  # faulthandler's, at a crash or a timeout
+        fds += os.pipe() if alarm is None else (-1, -1)
+        gc.freeze()  # the child's collector then leaves the inherited objects and their pages alone
+        pid = os.fork()
+    except OSError:  # out of descriptors or processes: nothing forked, nothing left open
+        gc.unfreeze()
+        for fd in fds:
+            if fd != -1:
+                os.close(fd)
+        raise
+    read_fd, write_fd, stacks_read, stacks_write, go_read, go_write = fds
     if pid == 0:
         for fd in (read_fd, stacks_read, go_write):
             if fd != -1:
@@ -84,7 +97,7 @@ def fork(
     for fd in (write_fd, stacks_write, go_read):
         if fd != -1:
             os.close(fd)
-    return Forked(pid, read_fd, stacks_read, go_write)
+    return Forked(pid, read_fd, stacks_read, go_write, started)
 
 
 def handover(
@@ -122,9 +135,14 @@ def _wait_for_go(fd: int, item: pytest.Item) -> tuple[float, float]:
         os._exit(0)
 
 
-def go(child: Forked, handover: bytes) -> None:
-    os.write(child.go, handover)  # small: well under a pipe's capacity
+def go(child: Forked, handover: bytes) -> bool:
+    """Tell the spare to run; False if it is gone (something killed it meanwhile)."""
+    try:
+        _linux.write_without_sigpipe(child.go, handover)  # small: well under a pipe's capacity
+    except BrokenPipeError:
+        return False
     os.close(child.go)
+    return True
 
 
 def fork_spare(

@@ -11,9 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import select
 import struct
-import time
 import warnings
 from collections.abc import Iterator
 
@@ -42,7 +40,8 @@ INTERRUPT = ord("K")
 ERROR = ord("E")
 """The plugin itself failed in the child: a traceback."""
 DONE = ord("D")
-"""The child sent everything and is about to ``os._exit(0)``."""
+"""The child sent everything and is about to ``os._exit(0)``; ``?`` if it could not see
+what the test left running (the test hid ``/proc``)."""
 
 
 class Writer:
@@ -90,48 +89,15 @@ def bounded(text: str) -> str:
     return f"{text[:MAX_SECTION]}\n[pytest-mountns: {dropped} more characters not kept]\n"
 
 
-def read_frames(fd: int, pid: int, deadline: float | None) -> Iterator[tuple[int, bytes]]:
-    """Frames from the pipe until end of file, or until the child is gone and nothing is left.
-
-    End of file alone is not enough: a process the test forked may hold the
-    write end open long after the child died. Past ``deadline`` (a
-    ``time.monotonic()`` value) it raises ``TimeoutError``.
-    """
-    child_gone = _pidfd(pid)
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    if child_gone is not None:
-        poller.register(child_gone, select.POLLIN)
-    buffer = bytearray()
-    try:
-        while True:
-            while len(buffer) >= HEADER.size:
-                kind, length = HEADER.unpack_from(buffer)
-                if len(buffer) < HEADER.size + length:
-                    break
-                yield kind, bytes(buffer[HEADER.size : HEADER.size + length])
-                del buffer[: HEADER.size + length]
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready = dict(poller.poll(None if wait is None else int(wait * 1000) + 1))
-            if not ready:
-                raise TimeoutError
-            if fd in ready:
-                chunk = os.read(fd, 1 << 20)
-                if not chunk:
-                    return
-                buffer += chunk
-            elif child_gone in ready:
-                return
-    finally:
-        if child_gone is not None:
-            os.close(child_gone)
-
-
-def _pidfd(pid: int) -> int | None:
-    try:
-        return os.pidfd_open(pid)
-    except (AttributeError, OSError):  # before Linux 5.3: end of file has to do
-        return None
+def take_frames(buffer: bytearray) -> Iterator[tuple[int, bytes]]:
+    """The complete frames at the start of ``buffer``, each removed once taken."""
+    while len(buffer) >= HEADER.size:
+        kind, length = HEADER.unpack_from(buffer)
+        if len(buffer) < HEADER.size + length:
+            return
+        payload = bytes(buffer[HEADER.size : HEADER.size + length])
+        del buffer[: HEADER.size + length]
+        yield kind, payload
 
 
 def load_report(config: pytest.Config, payload: bytes) -> pytest.TestReport:
@@ -150,9 +116,15 @@ def load_report(config: pytest.Config, payload: bytes) -> pytest.TestReport:
 
 
 def replay_warnings(payload: bytes) -> None:
-    """Warn again, here, what the child caught, so pytest's own filters and summary see it."""
-    for message, module, qualname, filename, lineno in json.loads(payload):
-        warnings.warn_explicit(message, _warning_class(module, qualname), filename, lineno)
+    """Warn again, here, what the child caught, for pytest's warnings summary.
+
+    The child's filters (the test's own among them) let these through already:
+    here they are only recorded, whatever this process's filters say.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        for message, module, qualname, filename, lineno in json.loads(payload):
+            warnings.warn_explicit(message, _warning_class(module, qualname), filename, lineno)
 
 
 def _warning_class(module: str, qualname: str) -> type[Warning]:

@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from . import _internals, _phases, _runner
+from . import _internals, _linux, _phases, _processes, _runner
 
 _entry_key = pytest.StashKey[_phases.EnterAtSetup]()
 
@@ -47,37 +47,47 @@ def run_in_process(
     aside = _internals.set_wider_finalizers_aside(item)
     _internals.renew_request(item)
     threads = set(threading.enumerate())
+    since = _processes.boot_ticks()
     entry.arm(isolation.enter)
-    try:
+    with _linux.subreaper():  # a daemon the test double-forks is adopted here, and ended
         try:
-            _phases.run_phases(item, nextitem, deliver)
-        except BaseException:  # Ctrl-C or pytest.exit: the test's fixtures end inside, too
-            _internals.teardown_everything_quietly(item)
-            raise
-    finally:
-        entry.arm(None)
-        _warn_about_threads(item, threads)
-        try:
-            isolation.leave()
+            try:
+                _phases.run_phases(item, nextitem, deliver)
+            except BaseException:  # Ctrl-C or pytest.exit: the test's fixtures end inside, too
+                _internals.teardown_everything_quietly(item)
+                raise
         finally:
-            _internals.put_wider_finalizers_back(item, aside)
-            _internals.release_request(item)
-    _runner.finish(item, nextitem, received, isolation)
+            entry.arm(None)
+            thread_problem = _warn_about_threads(item, threads)
+            try:
+                isolation.leave()
+            finally:
+                _internals.put_wider_finalizers_back(item, aside)
+                _internals.release_request(item)
+            problems = _runner.end_leftovers(item, since)
+    if thread_problem is not None:
+        problems.append(thread_problem)
+    _runner.finish(item, nextitem, received, isolation, problems)
     return None
 
 
-def _warn_about_threads(item: pytest.Item, before: set[threading.Thread]) -> None:
+def _warn_about_threads(item: pytest.Item, before: set[threading.Thread]) -> str | None:
     """Threads the test started and left running stay in its namespace: say which."""
-    left = [thread.name for thread in threading.enumerate() if thread not in before]
-    if left:
-        _phases.warn_at(
-            item,
-            LeftoverThreadWarning(
-                f"mountns: the test left {len(left)} thread(s) running in its namespace: "
-                f"{', '.join(left)}; what they do next is not isolated from the tests "
-                "after it (fork mode would end them with the test)"
-            ),
-        )
+    left = [
+        thread.name
+        for thread in threading.enumerate()
+        if thread not in before and not thread.name.startswith("pytest-mountns-")  # ours
+    ]
+    if not left:
+        return None
+    return _phases.warn_or_fail(
+        item,
+        LeftoverThreadWarning(
+            f"mountns: the test left {len(left)} thread(s) running in its namespace: "
+            f"{', '.join(left)}; what they do next is not isolated from the tests "
+            "after it (fork mode would end them with the test)"
+        ),
+    )
 
 
 def _entry(config: pytest.Config) -> _phases.EnterAtSetup:

@@ -7,11 +7,13 @@ Standard library only: the forked child imports nothing else after ``unshare``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import enum
 import errno
 import os
 import signal
+from collections.abc import Iterator
 
 from . import _mountinfo
 
@@ -190,9 +192,32 @@ def set_parent_death_signal(sig: signal.Signals) -> None:
     _check(_prctl(PR_SET_PDEATHSIG, int(sig), 0, 0, 0), "prctl(PR_SET_PDEATHSIG)")
 
 
-def become_subreaper() -> None:
+def become_subreaper(on: bool = True) -> None:
     """Adopt the orphans of every descendant, so none escapes by double-forking."""
-    _check(_prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+    _check(_prctl(PR_SET_CHILD_SUBREAPER, int(on), 0, 0, 0), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+@contextlib.contextmanager
+def subreaper() -> Iterator[None]:
+    """A subreaper meanwhile only: otherwise a daemon that a test not isolated
+    double-forks would be adopted here, not by init, unlike without the plugin."""
+    become_subreaper()
+    try:
+        yield
+    finally:
+        become_subreaper(False)
+
+
+def write_without_sigpipe(fd: int, data: bytes) -> None:
+    """Write to a pipe whose reader may be gone (``BrokenPipeError``) without dying of SIGPIPE,
+    which kills where a test reset it to its default in pytest's process."""
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGPIPE})
+    try:
+        os.write(fd, data)
+    finally:
+        if signal.SIGPIPE not in blocked:
+            signal.sigtimedwait({signal.SIGPIPE}, 0)  # the one this write raised, if it did
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
 def flush_c_stdio() -> None:
@@ -207,9 +232,9 @@ def mount_namespace_id(pid: int | str = "thread-self") -> int:
 
 def has_cap_sys_admin() -> bool:
     """Whether this process may mount in its own user namespace (root, usually)."""
-    with open("/proc/self/status") as status:
+    with open("/proc/self/status", "rb") as status:  # bytes: the process's name may be any
         for line in status:
-            if line.startswith("CapEff:"):
+            if line.startswith(b"CapEff:"):
                 return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
     return False
 

@@ -1,6 +1,9 @@
 """Reading the calling thread's ``mountinfo`` into typed entries. Standard library only.
 
 The thread's, not the process's: in-process isolation moves one thread only.
+A mount point is bytes, in any encoding (a USB stick's Latin-1 name): the
+table is read as bytes, and paths decoded as ``os.fsdecode`` does, so that
+they name the same files; ``printable`` is for messages.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import select
 from dataclasses import dataclass
 
 MOUNTINFO = "/proc/thread-self/mountinfo"
-_ESCAPE = re.compile(r"\\([0-7]{3})")
+_ESCAPE = re.compile(rb"\\([0-7]{3})")
 
 
 @dataclass(frozen=True)
@@ -29,12 +32,17 @@ class MountEntry:
 
 
 def read(path: str = MOUNTINFO) -> list[MountEntry]:
-    with open(path) as table:
-        return [_parse(line) for line in table if line.strip()]
+    with open(path, "rb") as table:
+        return [_parse(line) for line in table.read().splitlines() if line.strip()]
 
 
-def _parse(line: str) -> MountEntry:
-    fields = line.split()
+def printable(path: str) -> str:
+    """A path as a terminal can show it: undecodable bytes as ``\\xe9``."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _parse(line: bytes) -> MountEntry:
+    fields = [os.fsdecode(field) for field in line.split()]
     separator = fields.index("-")
     optional = [field.split(":")[0] for field in fields[6:separator]]
     if "shared" in optional:
@@ -57,7 +65,9 @@ def _parse(line: str) -> MountEntry:
 
 
 def _unescape(field: str) -> str:
-    return _ESCAPE.sub(lambda match: chr(int(match.group(1), 8)), field)
+    """The kernel writes space, tab, newline and backslash as octal escapes."""
+    raw = _ESCAPE.sub(lambda match: bytes([int(match.group(1), 8)]), os.fsencode(field))
+    return os.fsdecode(raw)
 
 
 def root_propagation() -> str:
@@ -70,9 +80,9 @@ def root_propagation() -> str:
     return roots[-1].propagation if roots else "unknown"
 
 
-def snapshot() -> str:
-    """The mount table as text, to compare whole entries: mount IDs alone are reused."""
-    with open(MOUNTINFO) as table:
+def snapshot() -> bytes:
+    """The mount table, to compare whole entries: mount IDs alone are reused."""
+    with open(MOUNTINFO, "rb") as table:
         return table.read()
 
 
@@ -85,11 +95,16 @@ class Watch:
     """
 
     def __init__(self) -> None:
+        self._open()
+        self._table = snapshot()
+
+    def _open(self) -> None:
         self._fd = os.open(MOUNTINFO, os.O_RDONLY | os.O_CLOEXEC)
+        info = os.fstat(self._fd)
+        self._identity = (info.st_dev, info.st_ino)
         self._poll = select.poll()
         self._poll.register(self._fd, select.POLLPRI)
-        self._changed()
-        self._table = snapshot()
+        self._poll.poll(0)
 
     def start(self) -> None:
         """Take the table as it is now as the one to compare with."""
@@ -108,9 +123,19 @@ class Watch:
         return "\n".join(lines) or None  # None: the same entries, in another order
 
     def _changed(self) -> bool:
+        """Polled; where a test closed the descriptor (in-process), opened again, and "maybe"."""
+        try:
+            info = os.fstat(self._fd)
+            ours = (info.st_dev, info.st_ino) == self._identity
+        except OSError:
+            ours = False
+        if not ours:
+            self._open()
+            return True
         return bool(self._poll.poll(0))
 
 
-def _brief(line: str) -> str:
+def _brief(line: bytes) -> str:
     entry = _parse(line)
-    return f"{entry.mountpoint} ({entry.fstype} from {entry.source}, {entry.propagation})"
+    where, source = printable(entry.mountpoint), printable(entry.source)
+    return f"{where} ({entry.fstype} from {source}, {entry.propagation})"

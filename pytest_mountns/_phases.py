@@ -45,6 +45,16 @@ def warn_at(item: pytest.Item, warning: pytest.PytestWarning) -> None:
     warnings.warn_explicit(warning, type(warning), path, (line or 0) + 1)
 
 
+def warn_or_fail(item: pytest.Item, warning: pytest.PytestWarning) -> str | None:
+    """``warn_at``, from pytest's process, outside the test's phases: where the filters
+    make the warning an error (``-W error``), the error, to fail the test with."""
+    try:
+        warn_at(item, warning)
+    except Warning as error:
+        return f"{type(error).__name__}: {error}"
+    return None
+
+
 def reraised(config: pytest.Config) -> tuple[type[BaseException], ...]:
     """What ends the session instead of failing the test, as in pytest's own protocol."""
     if config.getoption("usepdb", False):

@@ -14,7 +14,7 @@ import signal
 import sys
 from dataclasses import dataclass
 
-from . import _linux, _namespace, _thread_namespace
+from . import _linux, _namespace, _processes, _thread_namespace
 from ._spec import TmpfsOptions
 
 USERNS_MODES = ("auto", "always", "never")
@@ -97,14 +97,15 @@ def describe(user_namespace: bool) -> str:
 def try_namespace(namespace: int, user_namespace: bool) -> Failure | None:
     """Run the child's sequence in a throwaway child; None if it all worked."""
     read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        _probe_child(write_fd, namespace, user_namespace)
-    os.close(write_fd)
-    with open(read_fd, "rb") as answer:
-        fields = answer.read().decode(errors="replace").split("\0")
-    os.waitpid(pid, 0)
+    with _processes.waitable_children():
+        pid = os.fork()
+        if pid == 0:
+            os.close(read_fd)
+            _probe_child(write_fd, namespace, user_namespace)
+        os.close(write_fd)
+        with open(read_fd, "rb") as answer:
+            fields = answer.read().decode(errors="replace").split("\0")
+        _processes.wait_for(pid)
     if fields == ["ok"]:
         return None
     if len(fields) != 3:

@@ -1,9 +1,13 @@
-"""Finding and ending the processes a test left behind. Standard library only.
+"""Finding, waiting for and ending the processes a test left behind. Standard library only.
 
 A subreaper adopts every orphan of its descendants, double-forked daemons
 included, so "the processes a test left" are its subreaper's descendants.
-Only pids are used, never ``waitpid(-1)``, which would steal the exit
-statuses of the test's own subprocesses.
+They are read through a descriptor of ``/proc`` opened before the test ran,
+as a test may mount over ``/proc`` in its namespace. A tree is frozen
+(SIGSTOP) pass by pass until no process in it runs, so one that keeps
+forking cannot outrun the walk, then killed whole. Only pids are waited
+for, never ``waitpid(-1)`` (which would steal the exit statuses of the
+test's own subprocesses), but in a child whose test is over.
 """
 
 from __future__ import annotations
@@ -11,80 +15,212 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
 
-from . import _linux
-
-
-def children(pid: int | str = "self") -> list[int]:
-    """The live children of ``pid``, from every thread's ``/proc/.../children``."""
-    found: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
-                found.extend(int(child) for child in f.read().split())
-    return found
+ENDING_BOUND = 5.0
+"""Seconds a tree may take to freeze and die before the rest is given up on."""
 
 
-def descendants(pid: int | str = "self") -> list[int]:
-    found: list[int] = []
-    pending = children(pid)
-    while pending:
-        child = pending.pop()
-        found.append(child)
-        pending.extend(children(child))
-    return found
+class ProcessesUnseen(OSError):
+    """``/proc`` cannot be read any more: the test closed or covered it."""
 
 
-def describe(pid: int) -> str:
-    """``"1234 sleep 100"``, as ``ps`` would list it."""
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            command = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-    except OSError:
-        command = ""
-    return f"{pid} {command or '?'}"
+class Processes:
+    """``/proc``, held open: what a test later mounts over the path changes nothing here."""
+
+    def __init__(self) -> None:
+        self._fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        info = os.fstat(self._fd)
+        self._identity = (info.st_dev, info.st_ino)
+
+    def _dir(self) -> int:
+        """The descriptor, checked to be ``/proc`` still; reopened once if the test closed it."""
+        for attempt in range(2):
+            with contextlib.suppress(OSError):
+                info = os.fstat(self._fd)
+                if (info.st_dev, info.st_ino) == self._identity:
+                    return self._fd
+            if attempt == 0:
+                with contextlib.suppress(OSError):
+                    self._fd = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        raise ProcessesUnseen("/proc is closed or covered in this process")
+
+    def _read(self, path: str) -> bytes:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC, dir_fd=self._dir())
+        with open(fd, "rb") as f:
+            return f.read()
+
+    def children(self, pid: int | str = "self") -> list[int]:
+        """The live children of ``pid``, from every thread's ``children`` file."""
+        found: list[int] = []
+        try:
+            tasks = os.open(f"{pid}/task", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self._dir())
+        except FileNotFoundError:
+            return found  # gone
+        try:
+            names = os.listdir(tasks)
+        finally:
+            os.close(tasks)
+        for task in names:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                found.extend(
+                    int(child) for child in self._read(f"{pid}/task/{task}/children").split()
+                )
+        return found
+
+    def descendants(self, pid: int | str = "self") -> list[int]:
+        """Through the ``children`` files: cheap, but a process that moves to another
+        parent while they are read may be missed (``end`` walks again)."""
+        found: list[int] = []
+        pending = self.children(pid)
+        while pending:
+            child = pending.pop()
+            found.append(child)
+            pending.extend(self.children(child))
+        return found
+
+    def describe(self, pid: int) -> str:
+        """``"1234 sleep 100"``, as ``ps`` would list it."""
+        try:
+            command = self._read(f"{pid}/cmdline").replace(b"\0", b" ").strip()
+        except (FileNotFoundError, ProcessLookupError):
+            command = b""
+        return f"{pid} {command.decode(errors='replace') or '?'}"
+
+    def is_alive(self, pid: int) -> bool:
+        """Not gone and not a zombie."""
+        return self._state(pid)[0] not in ("Z", "")
+
+    def _state(self, pid: int) -> tuple[str, int]:
+        """(state letter, start time in clock ticks since boot); ``("", 0)`` if gone."""
+        try:
+            fields = self._read(f"{pid}/stat").rsplit(b")", 1)[1].split()
+            return fields[0].decode(), int(fields[19])
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return "", 0
+
+    def mount_namespace(self, pid: int) -> int | None:
+        """Its mount namespace, or None for a process already gone."""
+        try:
+            return os.stat(f"{pid}/ns/mnt", dir_fd=self._dir()).st_ino
+        except (FileNotFoundError, ProcessLookupError):
+            return None
+
+    def end_descendants(self) -> dict[int, str]:
+        """In a subreaper after its test: end every descendant and reap every child, the
+        dead too (nothing else will wait for them now); the running ones, described."""
+        killed = self.end(self.descendants, reap_any)
+        reap_any()
+        return killed
+
+    def reap_orphans(self, since: int, keep: set[int]) -> None:
+        """Reap children that died since ``since`` (clock ticks since boot), but for ``keep``:
+        orphans adopted as a subreaper, which nothing else here will wait for."""
+        for pid in self.children():
+            state, started = self._state(pid)
+            if state == "Z" and started >= since and pid not in keep:
+                reap([pid])
+
+    def end(self, walk: Callable[[], list[int]], reap_dead: Callable[[], None]) -> dict[int, str]:
+        """Freeze what ``walk`` finds until it finds nothing new, then kill it all and
+        reap it; the running ones, described.
+
+        ``reap_dead`` runs before each walk: a process that forks itself over and
+        over leaves a dead child at each step, which would slow every walk down.
+        Once a walk found something, the end takes two quiet walks in a row, a
+        moment apart: a process that moved parents during one may be missed by it.
+        """
+        frozen: dict[int, str] = {}
+        quiet = 0
+        deadline = time.monotonic() + ENDING_BOUND
+        while time.monotonic() < deadline:
+            reap_dead()
+            fresh = [pid for pid in walk() if pid not in frozen]
+            if not fresh:
+                quiet += 1
+                if not frozen or quiet == 2:
+                    break
+                time.sleep(0.002)
+                continue
+            quiet = 0
+            for pid in fresh:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGSTOP)
+                frozen[pid] = self.describe(pid) if self.is_alive(pid) else ""
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        while time.monotonic() < deadline and set(self.children()) & set(frozen):
+            reap(pid for pid in self.children() if pid in frozen)  # and the orphans they had
+        return {pid: described for pid, described in frozen.items() if described}
 
 
-def is_alive(pid: int) -> bool:
-    """Not gone and not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
+_view: Processes | None = None
 
 
-def mount_namespace(pid: int) -> int | None:
-    """Its mount namespace, or None for a process already gone."""
-    try:
-        return _linux.mount_namespace_id(pid)
-    except OSError:
-        return None
+def view() -> Processes:
+    """This process's ``/proc`` descriptor, opened once; a forked child inherits it."""
+    global _view
+    if _view is None:
+        _view = Processes()
+    return _view
 
 
-def kill(pids: list[int]) -> list[str]:
-    """SIGKILL each of ``pids``; return how the live ones were described."""
-    killed = [describe(pid) for pid in pids if is_alive(pid)]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    return killed
+def boot_ticks() -> int:
+    """Now, in the unit of a process's start time in ``/proc/PID/stat``."""
+    return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
 
 
-def reap(pids: list[int]) -> None:
+def reap_any() -> None:
+    """Reap every child that died, whichever: only where nothing else will wait for one."""
+    with contextlib.suppress(ChildProcessError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+
+
+def reap(pids: Iterable[int]) -> None:
     """Wait for each of ``pids`` that is a child of this process."""
     for pid in pids:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)
 
 
-def end_descendants() -> list[str]:
-    """In a subreaper: kill every descendant, reap the adopted, say who was alive.
+def wait_for(pid: int) -> int | None:
+    """A child's exit code (negative: the signal), or None if the kernel reaped it already."""
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return None  # SIGCHLD is ignored here after all (another thread, SA_NOCLDWAIT)
+    return os.waitstatus_to_exitcode(status)
 
-    Killing a parent hands its children to us, so repeat until none is left.
+
+_sigchld_ignored_at_fork = False
+
+
+@contextlib.contextmanager
+def waitable_children() -> Iterator[None]:
+    """Keep children waitable meanwhile: where SIGCHLD is ignored (an earlier test may
+    set that in pytest's process), the kernel reaps them at once and their status is lost.
+
+    A child forked meanwhile gets the ignored SIGCHLD back (``restore_in_child``),
+    as the test would have found it without isolation.
     """
-    killed: list[str] = []
-    while found := descendants():
-        killed += kill(found)
-        reap([child for child in children() if child in found])
-    return killed
+    global _sigchld_ignored_at_fork
+    on_main = threading.current_thread() is threading.main_thread()
+    if not on_main or signal.getsignal(signal.SIGCHLD) != signal.SIG_IGN:
+        yield
+        return
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _sigchld_ignored_at_fork = True
+    try:
+        yield
+    finally:
+        _sigchld_ignored_at_fork = False
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+
+
+def restore_in_child() -> None:
+    if _sigchld_ignored_at_fork:
+        signal.signal(signal.SIGCHLD, signal.SIG_IGN)

@@ -7,16 +7,18 @@ what the child runs before the test's setup and what to check once it is gone.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import pytest
 
-from . import _child, _forking, _frames, _internals, _linux, _phases, _processes
+from . import _channel, _child, _forking, _frames, _internals, _linux, _phases, _processes
 
 
 @dataclass(frozen=True)
@@ -49,11 +51,12 @@ def run_isolated(
 ) -> BaseException | None:
     """Run the item's setup, call and teardown in a forked child and log its reports here.
 
-    When a collector or wider-scoped fixture fails to set up, or ``prepare``
-    raises, nothing of the test runs and the error is returned: the caller
-    hands the item to pytest's own protocol, which reports it as it would
-    without isolation. ``prepare_next``, for the next test if it is isolated
-    too, lets a spare child be forked for it while this one runs.
+    When a collector or wider-scoped fixture fails to set up, ``prepare``
+    raises, or no child can be forked (a test lowered ``RLIMIT_NPROC``, say),
+    nothing of the test runs and the error is returned: the caller hands the
+    item to pytest's own protocol, which reports it as it would without
+    isolation. ``prepare_next``, for the next test if it is isolated too,
+    lets a spare child be forked for it while this one runs.
     """
     config = item.config
     spare = _forking.take_spare(config)
@@ -71,31 +74,49 @@ def run_isolated(
         return error
     hooks = _child_hooks(config)
     reap_exited(config)
-    own_children = set(_processes.children()) - ({spare.child.pid} if spare else set())
     # An alarm armed for this test (pytest-timeout's signal method) must ring in
     # the child, where the test runs: timers do not cross fork, so move it there.
     alarm = signal.setitimer(signal.ITIMER_REAL, 0)
     started = time.monotonic()
-    isolation.begin()
-    handover = _forking.handover(item, alarm, spare.filters) if spare is not None else None
-    if spare is not None and handover is None:
-        _forking.discard(spare)
-        spare, isolation = None, prepare(basetemp)
-    if spare is not None and handover is not None:
-        child = spare.child
-        _forking.go(child, handover)
-    else:
-        child = _forking.fork(item, nextitem, hooks, isolation, alarm)
-    if prepare_next is not None and nextitem is not None:
-        _forking.fork_spare(item, nextitem, hooks, prepare_next, basetemp)
     try:
-        _collect(item, nextitem, child.pid, child.reports, child.stacks, isolation, own_children)
+        with _processes.waitable_children(), _linux.subreaper():
+            isolation.begin()
+            try:
+                child = _start(item, nextitem, hooks, isolation, alarm, spare, basetemp, prepare)
+            except OSError as error:
+                isolation.release()
+                return pytest.fail.Exception(
+                    f"mountns: could not fork the isolated test: {error}", pytrace=False
+                )
+            if prepare_next is not None and nextitem is not None:
+                with contextlib.suppress(OSError):  # no spare, then: it forks when its turn comes
+                    _forking.fork_spare(item, nextitem, hooks, prepare_next, basetemp)
+            _collect(item, nextitem, child, isolation)
     finally:
-        os.close(child.stacks)
         left = alarm[0] - (time.monotonic() - started)
         if alarm[0] > 0 and left > 0:  # it rang in the child if it was due
             signal.setitimer(signal.ITIMER_REAL, left, alarm[1])
     return None
+
+
+def _start(
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    hooks: _child.ChildHooks,
+    isolation: Isolation,
+    alarm: tuple[float, float],
+    spare: _forking.Spare | None,
+    basetemp: str | None,
+    prepare: Prepare,
+) -> _forking.Forked:
+    """Tell the spare forked for this test to go, or fork a child now."""
+    if spare is not None:
+        handover = _forking.handover(item, alarm, spare.filters)
+        if handover is not None and _forking.go(spare.child, handover):
+            return dataclasses.replace(spare.child, started=_processes.boot_ticks())
+        _forking.discard(spare)
+        isolation = prepare(basetemp)
+    return _forking.fork(item, nextitem, hooks, isolation, alarm)
 
 
 _child_hooks_key = pytest.StashKey[_child.ChildHooks]()
@@ -119,34 +140,26 @@ def reap_exited(config: pytest.Config, block: bool = False) -> None:
 
 
 def _child_hooks(config: pytest.Config) -> _child.ChildHooks:
-    """Once per session: register the child's hooks, and become a subreaper.
-
-    As a subreaper, pytest's process adopts what a dead child left behind.
-    """
+    """Once per session: register the child's hooks (they do nothing in pytest's process)."""
     if _child_hooks_key not in config.stash:
         hooks = _child.ChildHooks(config)
         config.pluginmanager.register(hooks, "mountns-child")
         config.stash[_child_hooks_key] = hooks
-        _linux.become_subreaper()
     return config.stash[_child_hooks_key]
 
 
 def _collect(
-    item: pytest.Item,
-    nextitem: pytest.Item | None,
-    pid: int,
-    fd: int,
-    stacks_fd: int,
-    isolation: Isolation,
-    own_children: set[int],
+    item: pytest.Item, nextitem: pytest.Item | None, child: _forking.Forked, isolation: Isolation
 ) -> None:
     """Log the child's reports as they come, then reap it and fill in what it never sent."""
     received: dict[str, pytest.TestReport] = {}
+    problems: list[str] = []
     ending: tuple[int, bytes] | None = None
     started = time.time()
     deadline = time.monotonic() + isolation.timeout if isolation.timeout else None
+    channel = _channel.Channel(child.pid, child.reports, child.stacks)
     try:
-        for kind, payload in _frames.read_frames(fd, pid, deadline):
+        for kind, payload in channel.frames(deadline):
             if kind == _frames.REPORT:
                 report = _frames.load_report(item.config, payload)
                 received[report.when] = report
@@ -163,50 +176,63 @@ def _collect(
                 ending = (kind, payload)
                 if kind == _frames.DONE:
                     break
-    except TimeoutError:
-        stacks = _ask_for_stacks(pid, stacks_fd)
-        _kill_tree(pid)
-        _end_leftovers(item, own_children)
-        detail = f"timed out after {isolation.timeout:g}s"
-        _report_death(item, received, detail, stacks, started)
+    except (TimeoutError, _channel.ChildStopped) as stop:
+        if isinstance(stop, TimeoutError):
+            what = f"timed out after {isolation.timeout:g}s"
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child.pid, _child.STACKS_SIGNAL)
+            stacks = channel.stacks(settle=1.0)
+        else:
+            name = _channel.signal_name(stop.signum)
+            what = f"was stopped by {name} and stayed stopped for {_channel.STOP_GRACE:g}s"
+            stacks = channel.stacks()
+        problems += _end_tree(item, child)
+        _report_death(item, received, what, stacks, started)
     except BaseException as error:
-        if isinstance(error, KeyboardInterrupt):
-            _interrupt(pid)  # its function fixtures tear down, as pytest's would at exit
-        _kill_tree(pid)
-        _end_leftovers(item, own_children)
+        try:
+            if isinstance(error, KeyboardInterrupt):
+                _interrupt(child.pid)  # its function fixtures tear down, as pytest's would at exit
+        finally:
+            _end_tree(item, child)
         raise
     else:
-        if ending is not None and ending[0] == _frames.DONE:
+        if ending == (_frames.DONE, b""):
             # It sent everything and ended what the test left; let it exit on the
             # other core while this one goes on, and reap it later.
-            _exiting_children(item.config).append(pid)
+            _exiting_children(item.config).append(child.pid)
         else:
-            _after_an_abnormal_end(item, pid, ending, stacks_fd, received, own_children, started)
+            problems += _after_an_abnormal_end(item, child, ending, channel, received, started)
     finally:
-        os.close(fd)
-    finish(item, nextitem, received, isolation)
+        channel.close()
+    finish(item, nextitem, received, isolation, problems)
 
 
 def _after_an_abnormal_end(
     item: pytest.Item,
-    pid: int,
+    child: _forking.Forked,
     ending: tuple[int, bytes] | None,
-    stacks_fd: int,
+    channel: _channel.Channel,
     received: dict[str, pytest.TestReport],
-    own_children: set[int],
     started: float,
-) -> None:
-    """Reap the child, end what it left, and hand on an exit or Ctrl-C, or report its death."""
-    status = _reap(pid)
-    _end_leftovers(item, own_children)
+) -> list[str]:
+    """Reap the child, end what it left, and hand on an exit or Ctrl-C, or report its death.
+
+    Also for a child that reported everything but could not see what the test
+    left (it covered ``/proc``): its orphans come here once it is gone.
+    """
+    status = _processes.wait_for(child.pid)
+    problems = end_leftovers(item, child.started)
+    if ending is not None and ending[0] == _frames.DONE:
+        return problems
     if ending is not None and ending[0] == _frames.EXIT:
         reason, returncode = json.loads(ending[1])
         pytest.exit(reason, returncode)
     if ending is not None and ending[0] == _frames.INTERRUPT:
         raise KeyboardInterrupt
     detail = ending[1].decode(errors="replace") if ending is not None else ""
-    detail += _read_available(stacks_fd)  # what faulthandler wrote at a crash
+    detail += channel.stacks()  # what faulthandler wrote at a crash
     _report_death(item, received, _describe(status, detail), detail, started)
+    return problems
 
 
 def finish(
@@ -214,50 +240,32 @@ def finish(
     nextitem: pytest.Item | None,
     received: dict[str, pytest.TestReport],
     isolation: Isolation,
+    problems: Sequence[str] = (),
 ) -> None:
-    """Check the host, tear down the scopes that end here, log the one teardown report."""
-    problem = isolation.check()  # before the parent's teardown, which may unmount what it mounted
+    """Check the host, tear down the scopes that end here, log the one teardown report.
+
+    ``problems`` (a warning that this process's filters made an error, say)
+    fail the teardown too.
+    """
+    leak = isolation.check()  # before the parent's teardown, which may unmount what it mounted
     if item.session.shouldfail or item.session.shouldstop:
         nextitem = None
     reraise = _phases.reraised(item.config)
     parent_half = _internals.teardown_wider_scopes(item, nextitem, reraise)
     teardown = _merge_teardown(received["teardown"], parent_half)
-    if problem is not None:
-        now = time.time()
-        teardown = _merge_teardown(
-            teardown, _make_report(item, "teardown", "failed", problem, [], now, now)
-        )
+    for problem in [leak, *problems]:
+        if problem is not None:
+            now = time.time()
+            failed = _make_report(item, "teardown", "failed", problem, [], now, now)
+            teardown = _merge_teardown(teardown, failed)
     item.ihook.pytest_runtest_logreport(report=teardown)
 
 
-def _ask_for_stacks(pid: int, stacks_fd: int) -> str:
-    """Have the child's faulthandler write every thread's stack; wait a moment for it."""
-    try:
-        os.kill(pid, _child.STACKS_SIGNAL)
-    except ProcessLookupError:
-        return ""
-    text = ""
-    deadline = time.monotonic() + 1.0
-    while time.monotonic() < deadline:
-        chunk = _read_available(stacks_fd)
-        if chunk:
-            text += chunk
-            deadline = min(deadline, time.monotonic() + 0.1)
-        time.sleep(0.01)
-    return text
-
-
-def _read_available(fd: int) -> str:
-    os.set_blocking(fd, False)
-    chunks = []
-    with contextlib.suppress(BlockingIOError):
-        while chunk := os.read(fd, 65536):
-            chunks.append(chunk)
-    return b"".join(chunks).decode(errors="replace")
-
-
 def _interrupt(pid: int, grace: float = 3.0) -> None:
-    """Hand a Ctrl-C on to the child and give it a moment to tear down and leave."""
+    """Hand a Ctrl-C on to the child and give it a moment to tear down and leave.
+
+    If the terminal sent it to the child too, the child ignores the second one.
+    """
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGINT)
     deadline = time.monotonic() + grace
@@ -268,28 +276,43 @@ def _interrupt(pid: int, grace: float = 3.0) -> None:
         time.sleep(0.01)
 
 
-def _kill_tree(pid: int) -> None:
-    """SIGKILL the child and every descendant it has, then reap the child."""
-    _processes.kill([*_processes.descendants(pid), pid])
-    with contextlib.suppress(ChildProcessError):  # reaped already, after a Ctrl-C
-        _reap(pid)
+def _end_tree(item: pytest.Item, child: _forking.Forked) -> list[str]:
+    """Kill the child and reap it; what it left running is adopted here and ended."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(child.pid, signal.SIGKILL)
+    _processes.wait_for(child.pid)
+    return end_leftovers(item, child.started)
 
 
-def _end_leftovers(item: pytest.Item, own_children: set[int]) -> None:
-    """Kill what a dead child left behind: adopted here, and not in pytest's namespace."""
-    own_namespace = _processes.mount_namespace(os.getpid())
-    leftovers = [
-        child
-        for child in _processes.children()
-        if child not in own_children
-        and _processes.mount_namespace(child) not in (own_namespace, None)  # None: already gone
-    ]
-    if not leftovers:
-        return
-    trees = leftovers + [d for child in leftovers for d in _processes.descendants(child)]
-    killed = _processes.kill(trees)
-    _processes.reap(leftovers)
-    _child.warn_about_leftovers(item, killed)
+def end_leftovers(item: pytest.Item, since: int) -> list[str]:
+    """Kill what a test left running here: pytest's children (adopted, as a subreaper,
+    or its own, in-process) outside pytest's namespace, and everything below them.
+
+    Walked again until nothing new is found, as orphans keep coming here while
+    a process that forks itself over and over is ended. The forked children that
+    reported everything and are exiting are not leftovers; ``since`` (clock ticks
+    since boot, the test's start) tells the adopted dead, which are reaped here.
+    Returns the warning as a problem where this process's filters made it an error.
+    """
+    view = _processes.view()
+    own_namespace = view.mount_namespace(os.getpid())
+    exiting = set(_exiting_children(item.config))
+
+    def orphans() -> list[int]:
+        roots = [
+            pid
+            for pid in view.children()
+            if pid not in exiting and view.mount_namespace(pid) not in (own_namespace, None)
+        ]
+        return roots + [below for root in roots for below in view.descendants(root)]
+
+    reap_dead = functools.partial(view.reap_orphans, since=since, keep=exiting)
+    described = list(view.end(orphans, reap_dead).values())
+    reap_dead()
+    if not described:
+        return []
+    problem = _phases.warn_or_fail(item, _child.leftover_warning(described))
+    return [problem] if problem is not None else []
 
 
 def _report_death(
@@ -324,15 +347,15 @@ def _report_death(
         received["teardown"] = _make_report(item, "teardown", "passed", None, [], now, now)
 
 
-def _describe(status: int, detail: str) -> str:
+def _describe(status: int | None, detail: str) -> str:
+    if status is None:
+        return (
+            "process ended, and its exit status was lost (SIGCHLD is ignored in pytest's process)"
+        )
     if status == _frames.CHANNEL_LOST:
         return "process lost its report pipe (did the test close descriptors it did not open?)"
     if status < 0:
-        try:
-            name = signal.Signals(-status).name
-        except ValueError:
-            name = f"signal {-status}"
-        return f"process was killed by {name} (signal {-status})"
+        return f"process was killed by {_channel.signal_name(-status)} (signal {-status})"
     if detail.startswith("Traceback"):
         return "process failed inside pytest-mountns"
     return f"process exited with status {status} without reporting"
@@ -386,8 +409,3 @@ def _merge_teardown(
             child.outcome = "failed"
             child.longrepr = parent.longrepr
     return child
-
-
-def _reap(pid: int) -> int:
-    _, status = os.waitpid(pid, 0)
-    return os.waitstatus_to_exitcode(status)

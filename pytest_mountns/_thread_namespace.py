@@ -15,9 +15,13 @@ holds the namespace it leaves, and a releasing thread drops it meanwhile.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
 import os
 import queue
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from . import _linux
@@ -30,14 +34,29 @@ class NoWayBack(RuntimeError):
 
 @dataclass(frozen=True)
 class Origin:
-    """Where the thread was, held open so that it can return to exactly there."""
+    """Where the thread was, held open so that it can return to exactly there.
+
+    A test may close descriptors it did not open, or change the process's
+    credentials: each held descriptor is checked to be what it was before use
+    (else found again through a thread still in pytest's namespace), and the
+    uids, gids and groups are restored first, as ``setns`` needs CAP_SYS_ADMIN.
+    """
 
     namespace: int
     root: int
     cwd: int
     umask: int
+    cwd_path: str
+    ids: tuple[tuple[int, int, int], tuple[int, int, int], tuple[int, ...]]
+    identities: tuple[tuple[int, int], ...]
+    """``(st_dev, st_ino)`` of each held descriptor: namespace, root, cwd (and entered)."""
     entered: int = -1
     """The namespace entered, held so that leaving it does not wait for its teardown."""
+
+    def held(self) -> tuple[bool, ...]:
+        """Which of namespace, root, cwd, entered are still the descriptors opened here."""
+        fds = (self.namespace, self.root, self.cwd, self.entered)[: len(self.identities)]
+        return tuple(_is(fd, identity) for fd, identity in zip(fds, self.identities, strict=True))
 
 
 def enter(propagation: str = "private") -> Origin:
@@ -45,13 +64,15 @@ def enter(propagation: str = "private") -> Origin:
 
     On failure the thread is back where it was before this raises.
     """
+    _releaser.start()  # a thread that stays in pytest's namespace, to find the way back by
     origin = _hold()
     try:
         _linux.unshare(CloneFlag.NEWNS)
         kind = MountFlag.SLAVE if propagation == "slave" else MountFlag.PRIVATE
         _linux.mount(None, "/", None, MountFlag.REC | kind)
         entered = os.open(_OWN_NAMESPACE, os.O_RDONLY | os.O_CLOEXEC)
-        return Origin(origin.namespace, origin.root, origin.cwd, origin.umask, entered)
+        identities = (*origin.identities, _identity(entered))
+        return dataclasses.replace(origin, identities=identities, entered=entered)
     except BaseException:
         leave(origin)
         raise
@@ -64,10 +85,11 @@ def leave(origin: Origin) -> None:
     twice, so the way back is finished first and the interrupt raised after.
     """
     interrupted = False
+    held = origin.held()
     try:
         while True:
             try:
-                _go_back(origin)
+                _go_back(origin, held)
                 break
             except KeyboardInterrupt:
                 interrupted = True
@@ -76,26 +98,76 @@ def leave(origin: Origin) -> None:
             f"this thread could not return to pytest's mount namespace: {error}"
         ) from error
     finally:
-        for fd in (origin.namespace, origin.root, origin.cwd):
-            os.close(fd)
-        if origin.entered >= 0:
+        for fd, ours in zip((origin.namespace, origin.root, origin.cwd), held[:3], strict=True):
+            if ours:
+                os.close(fd)
+        if held[3:] == (True,):
             _releaser.release(origin.entered)
     if interrupted:
         raise KeyboardInterrupt
 
 
-def _go_back(origin: Origin) -> None:
+def _go_back(origin: Origin, held: tuple[bool, ...]) -> None:
     """``setns`` refuses a thread that shares its file-system context, and a thread
     the test started shares it (and stays behind, in the test's namespace): so the
     context is made the thread's own again first."""
+    _restore_ids(*origin.ids)
     _linux.unshare(CloneFlag.FS)
-    _linux.setns(origin.namespace, CloneFlag.NEWNS)
+    with _found_again("ns/mnt", os.O_RDONLY) if not held[0] else _kept(origin.namespace) as ns:
+        _linux.setns(ns, CloneFlag.NEWNS)
     # setns puts root and cwd at the namespace's root; pytest's root may be a chroot
     # (a bind of the same directory, which no stat tells apart), so always restore it.
-    os.fchdir(origin.root)
+    with _found_again("root", os.O_PATH) if not held[1] else _kept(origin.root) as root:
+        os.fchdir(root)
     os.chroot(".")
-    os.fchdir(origin.cwd)
+    if held[2]:
+        os.fchdir(origin.cwd)
+    else:
+        os.chdir(origin.cwd_path)
     os.umask(origin.umask)  # the rest of the file-system context a test may change
+
+
+def _restore_ids(
+    uids: tuple[int, int, int], gids: tuple[int, int, int], groups: tuple[int, ...]
+) -> None:
+    """Give the process back the credentials it had: a test may have dropped root."""
+    if os.getresuid() != uids:
+        os.setresuid(*uids)
+    if os.getresgid() != gids:
+        os.setresgid(*gids)
+    if tuple(os.getgroups()) != groups:
+        os.setgroups(groups)
+
+
+@contextlib.contextmanager
+def _kept(fd: int) -> Iterator[int]:
+    yield fd
+
+
+@contextlib.contextmanager
+def _found_again(name: str, flags: int) -> Iterator[int]:
+    """``/proc/self/task/<tid>/<name>`` of the releasing thread, which never left pytest's
+    namespace nor its root: for a descriptor the test closed or replaced."""
+    tid = _releaser.native_id()
+    if tid is None:
+        raise OSError(errno.EBADF, "the test closed what held pytest's namespace", name)
+    fd = os.open(f"/proc/self/task/{tid}/{name}", flags | os.O_CLOEXEC)
+    try:
+        yield fd
+    finally:
+        os.close(fd)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
+
+
+def _is(fd: int, identity: tuple[int, int]) -> bool:
+    try:
+        return fd >= 0 and _identity(fd) == identity
+    except OSError:
+        return False
 
 
 def probe() -> str | None:
@@ -137,12 +209,18 @@ class _Releaser:
         self._queue: queue.SimpleQueue[int | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
 
-    def release(self, fd: int) -> None:
+    def start(self) -> None:
         if self._thread is None:
             self._thread = threading.Thread(
                 target=self._close_until_stopped, name="pytest-mountns-release", daemon=True
             )
             self._thread.start()
+
+    def native_id(self) -> int | None:
+        return None if self._thread is None else self._thread.native_id
+
+    def release(self, fd: int) -> None:
+        self.start()
         self._queue.put(fd)
 
     def stop(self) -> None:
@@ -173,4 +251,6 @@ def _hold() -> Origin:
     cwd = os.open(".", os.O_PATH | os.O_DIRECTORY | flags)
     umask = os.umask(0o022)
     os.umask(umask)
-    return Origin(namespace, root, cwd, umask)
+    ids = (os.getresuid(), os.getresgid(), tuple(os.getgroups()))
+    identities = tuple(_identity(fd) for fd in (namespace, root, cwd))
+    return Origin(namespace, root, cwd, umask, os.getcwd(), ids, identities)

@@ -6,10 +6,12 @@ import argparse
 import functools
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -161,7 +163,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 
 def pytest_report_header(config: pytest.Config) -> str:
-    availability = _availability(config)
+    try:
+        availability = _availability(config)
+    except OSError as error:
+        return f"mountns: could not find out how to isolate tests: {error}"
     if availability.available:
         state = f"available ({availability.how})"
     else:
@@ -205,7 +210,12 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> 
     except DeclarationError as error:
         item.stash[setup_error_key] = _declaration_failure(item, error)
         return None
-    availability = _availability(item.config)
+    try:
+        availability = _availability(item.config)
+    except OSError as error:  # no descriptor or process left to probe with: not cached
+        message = f"{item.nodeid}: mountns: could not find out how to isolate the test: {error}"
+        item.stash[setup_error_key] = pytest.fail.Exception(message, pytrace=False)
+        return None
     if not availability.available:
         reason = f"mountns: isolation unavailable: {availability.how}"
         if item.config.stash[settings_key].require:
@@ -425,7 +435,9 @@ def _leave_thread(
 ) -> None:
     """In-process, after the test's own teardown, whatever happened: back to pytest's namespace.
 
-    Where the thread cannot return, no later test can be isolated safely: the session stops.
+    Where the thread cannot return, the run ends at once (exit code 3): anything
+    more it did (the next test, session teardown, junitxml, the summary)
+    would happen inside the test's namespace, and be lost or wrong.
     A basetemp that pytest first made inside (a ``tmp_path`` asked for late) is
     forgotten, as a forked child's is: under the test's tmpfs it is not on the host.
     """
@@ -434,13 +446,21 @@ def _leave_thread(
         try:
             _thread_namespace.leave(origins.pop())
         except _thread_namespace.NoWayBack as error:
-            reason = (
-                f"mountns: {item.nodeid}: {error} (did the test change the process's "
-                "credentials or capabilities? such a test must fork: fork=True)"
+            _stop_now(
+                f"mountns: {item.nodeid}: {error}. The run stops here, before anything more is "
+                "written: session teardown, junitxml and the summary would all land in the "
+                "test's namespace. (Did the test give up root for good, or close and cover "
+                "/proc? Such a test must fork: fork=True.)"
             )
-            pytest.exit(reason, returncode=pytest.ExitCode.INTERNAL_ERROR)
     if not had_basetemp:
         _internals.forget_basetemp_made_inside(item.config)
+
+
+def _stop_now(reason: str) -> NoReturn:
+    sys.stdout.flush()
+    sys.stderr.write(f"\n{reason}\n")
+    sys.stderr.flush()
+    os._exit(pytest.ExitCode.INTERNAL_ERROR)
 
 
 @pytest.fixture

@@ -489,29 +489,66 @@ def test_a_ctrl_c_on_the_way_back_is_raised_once_the_thread_is_back(
     assert len(calls) == 2
 
 
-def test_a_test_that_drops_root_stops_the_session_and_says_why(pytester: pytest.Pytester) -> None:
-    """Without CAP_SYS_ADMIN the thread cannot ``setns`` back: nothing more can run safely."""
+def test_credentials_a_test_changed_are_restored_on_the_way_back(
+    pytester: pytest.Pytester,
+) -> None:
+    """``setns`` back needs CAP_SYS_ADMIN: a test that set its euid aside gets it back after."""
     pytester.makepyfile(
         """
 import os, pytest
 
 @pytest.mark.mountns("/srv")
-def test_drops_root():
+def test_drops_root_for_a_while():
+    os.setegid(65534)
     os.seteuid(65534)
+    assert os.geteuid() == 65534
+
+def test_after():
+    assert (os.geteuid(), os.getegid()) == (0, 0)
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "--mountns-mode=inprocess", "--junitxml=junit.xml", timeout=60
+    )
+    assert result.parseoutcomes() == {"passed": 2}
+    assert (pytester.path / "junit.xml").exists()
+
+
+def test_a_test_that_gives_up_root_for_good_ends_the_run_before_anything_is_written(
+    pytester: pytest.Pytester,
+) -> None:
+    """Without a way back, whatever pytest did next would land in the test's namespace."""
+    pytester.makepyfile(
+        """
+import os, pytest
+
+@pytest.fixture(scope="session")
+def server():
+    yield
+    print("SESSION TEARDOWN RAN")
+
+@pytest.mark.mountns("/srv")
+def test_drops_root(server):
+    os.setresgid(65534, 65534, 65534)
+    os.setresuid(65534, 65534, 65534)
 
 def test_never_runs():
     pass
 """
     )
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "--mountns-mode=inprocess", timeout=60
-    )
-    # 3, unless pytest's own end of session fails too, as it may without root
-    assert result.ret != 0
-    result.stdout.fnmatch_lines(
+        "-p", "no:cacheprovider", "-s", "--mountns-mode=inprocess", "--junitxml=junit.xml",
+        timeout=60,
+    )  # fmt: skip
+    assert result.ret == pytest.ExitCode.INTERNAL_ERROR
+    result.stderr.fnmatch_lines(
         [
-            "*mountns: *test_drops_root: this thread could not return to pytest's mount "
-            "namespace: *Operation not permitted* such a test must fork: fork=True)*"
+            "mountns: *test_drops_root: this thread could not return to pytest's mount "
+            "namespace: *Operation not permitted*. The run stops here, before anything more is "
+            "written*fork=True.)"
         ]
     )
-    assert "test_never_runs" not in result.stdout.str()
+    output = result.stdout.str() + result.stderr.str()
+    assert "test_never_runs" not in output and "SESSION TEARDOWN RAN" not in output
+    assert " passed" not in output  # no summary that could disagree with the exit code
+    assert not (pytester.path / "junit.xml").exists()
