@@ -4,6 +4,7 @@ Run (as root): python -m pytest examples/test_fixed_path_app.py
 """
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,9 @@ def record_run(name):
 # (a tmpfs defaults to 1777) and size caps what the test may write.
 @pytest.mark.mountns(tmpfs={"/var/lib": "size=1m,mode=0755"})
 def test_record_run_keeps_history():
-    # The host's /var/lib (dpkg, apt, ...) is hidden: the app starts from scratch.
+    # The tmpfs is there: the host's /var/lib (dpkg, apt, ...) is hidden, and
+    # the app starts from scratch. Checked before anything is written, so that
+    # without the plugin (-p no:mountns) the test fails here, not in /var/lib.
     assert list(Path("/var/lib").iterdir()) == []
     assert record_run("first") == {"runs": ["first"]}
     assert record_run("second") == {"runs": ["first", "second"]}
@@ -35,7 +38,9 @@ def test_record_run_keeps_history():
 
 @pytest.mark.mountns(tmpfs={"/var/lib": "ro"})
 def test_record_run_fails_on_read_only_storage():
-    # A read-only tmpfs is a cheap way to test the error path.
+    # A read-only tmpfs is a cheap way to test the error path. Check that it is
+    # there first: on the host's writable /var/lib the write below would succeed.
+    assert os.statvfs("/var/lib").f_flag & os.ST_RDONLY
     with pytest.raises(OSError, match="Read-only file system"):
         record_run("first")
 

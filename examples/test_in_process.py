@@ -43,6 +43,9 @@ def tmpfs_mount_points():
 # Merged with the module's marker: a tmpfs on /var/cache, and still fork=False.
 @pytest.mark.mountns("/var/cache")
 def test_first_entry_creates_the_index():
+    # The tmpfs is there, before anything is written: without the plugin
+    # (-p no:mountns) the test stops here instead of writing to /var/cache.
+    assert "/var/cache" in tmpfs_mount_points()
     assert add_to_index("a", 1) == {"a": 1}
     assert INDEX.exists()
 
@@ -50,13 +53,14 @@ def test_first_entry_creates_the_index():
 @pytest.mark.mountns("/var/cache")
 def test_the_next_test_starts_from_an_empty_cache():
     # The previous test's tmpfs ended with its namespace; this one is fresh.
+    assert "/var/cache" in tmpfs_mount_points()
     assert not INDEX.exists()
     assert add_to_index("b", 2) == {"b": 2}
 
 
 def test_isolated_tmpfs_is_this_test_s_own(isolated_tmpfs):
+    assert str(isolated_tmpfs) in tmpfs_mount_points()
     assert list(isolated_tmpfs.iterdir()) == []
     (isolated_tmpfs / "scratch").write_text("only this test sees it")
-    assert str(isolated_tmpfs) in tmpfs_mount_points()
     # No tmpfs on /var/cache here: the host's own, where the tests above wrote nothing.
     assert not INDEX.exists()

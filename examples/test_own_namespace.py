@@ -50,9 +50,9 @@ def test_marked_test_has_its_own_namespace():
 
 
 def test_isolated_tmpfs_is_fresh_and_private(isolated_tmpfs):
-    # Asking for the fixture isolates the test, no marker needed.
-    assert list(isolated_tmpfs.iterdir()) == []
-    (isolated_tmpfs / "data.bin").write_bytes(b"\0" * 4096)
-    # Our namespace lists it as a tmpfs; pytest's does not.
+    # Asking for the fixture isolates the test, no marker needed. Our
+    # namespace lists it as a tmpfs; pytest's does not.
     assert mount_points()[str(isolated_tmpfs)] == "tmpfs"
     assert str(isolated_tmpfs) not in mount_points(PYTEST_MOUNTINFO)
+    assert list(isolated_tmpfs.iterdir()) == []
+    (isolated_tmpfs / "data.bin").write_bytes(b"\0" * 4096)

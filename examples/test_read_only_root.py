@@ -4,6 +4,7 @@ Run: python -m pytest examples/test_read_only_root.py
 """
 
 import errno
+import os
 import subprocess
 from pathlib import Path
 
@@ -27,6 +28,11 @@ def export_with_stray_log(rows, out_dir):
     return out
 
 
+def read_only(path):
+    """Whether the mount that holds ``path`` is read-only, as the kernel reports it."""
+    return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+
+
 # readonly=["/"] makes every mount read-only, recursively, in this test's
 # namespace only; the tmpfs declared on OUT_DIR is mounted on top afterwards
 # (parents first) and stays writable. A write anywhere else fails at once with
@@ -36,11 +42,17 @@ ISOLATED = pytest.mark.mountns(readonly=["/"], tmpfs={OUT_DIR: "size=1m"})
 
 @ISOLATED
 def test_export_writes_only_its_output():
+    # First, the mounts are there: the working directory, like all of /, is
+    # read-only, and the tmpfs hole on OUT_DIR is writable. Without the plugin
+    # (-p no:mountns) the test fails here, before it writes anything.
+    assert read_only(".") and not read_only(OUT_DIR)
     assert export(ROWS, OUT_DIR).read_text() == "apples,3\npears,5\n"
 
 
 @ISOLATED
 def test_stray_write_is_caught():
+    # As above; without the mounts, export.log would land in your checkout.
+    assert read_only(".") and not read_only(OUT_DIR)
     with pytest.raises(OSError) as caught:
         export_with_stray_log(ROWS, OUT_DIR)
     assert caught.value.errno == errno.EROFS
@@ -51,6 +63,7 @@ def test_stray_write_is_caught():
 
 @ISOLATED
 def test_subprocesses_are_caught_too():
+    assert read_only(".") and not read_only(OUT_DIR)  # as above
     # The mounts are the kernel's, so they bind every program the test starts.
     # touch: cannot touch 'export.log': Read-only file system
     assert subprocess.run(["touch", "export.log"], capture_output=True).returncode != 0

@@ -23,15 +23,16 @@ def run(*command):
 # called, like monkeypatch; asking for it isolates the test, no marker needed.
 def test_a_tmpfs_is_seen_by_subprocesses(mountns):
     srv = mountns.tmpfs("/srv", size="1m")  # a fresh, empty tmpfs over /srv
+    # mounts() is this namespace's table, as findmnt would list it: the tmpfs
+    # is there, so what follows writes into it and not into the host's /srv.
+    [entry] = [mount for mount in mountns.mounts() if mount.mountpoint == "/srv"]
+    assert entry.fstype == "tmpfs"
+    assert "size=1024k" in entry.options  # the kernel's own spelling of 1m
     (srv / "from-python.txt").write_text("written by the test\n")
     assert run("ls", "-A", srv).split() == ["from-python.txt"]
     # ...and the other way round: what the subprocess writes, the test reads.
     run("sh", "-c", "echo written by sh > /srv/from-sh.txt")
     assert (srv / "from-sh.txt").read_text() == "written by sh\n"
-    # mounts() is this namespace's table, as findmnt would list it.
-    [entry] = [mount for mount in mountns.mounts() if mount.mountpoint == "/srv"]
-    assert entry.fstype == "tmpfs"
-    assert "size=1024k" in entry.options  # the kernel's own spelling of 1m
 
 
 @pytest.mark.skipif(not os.path.exists(OS_RELEASE), reason=f"this host has no {OS_RELEASE}")

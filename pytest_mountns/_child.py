@@ -16,7 +16,7 @@ import signal
 import sys
 import traceback
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import NoReturn
 
 import pytest
@@ -71,11 +71,11 @@ def main(
         junit = _internals.junit_changes(item.config, item, junit_mark)
         if junit is not None:
             writer.send(_frames.JUNIT, json.dumps(junit, default=repr).encode())
+        _save_coverage(item.config)  # before the end: pytest-cov may combine at once
         writer.send(*ending)
     except BaseException:
         writer.send(_frames.ERROR, traceback.format_exc().encode())
     finally:
-        _save_coverage(item.config)
         sys.stdout.flush()
         sys.stderr.flush()
         _linux.flush_c_stdio()
@@ -154,9 +154,16 @@ class ChildHooks(_phases.EnterAtSetup):
         self._writer = writer
         _internals.silence_logreport_except(self._config, self)
 
-    @pytest.hookimpl(trylast=True)
-    def pytest_runtest_teardown(self, item: pytest.Item) -> None:
-        """After the test's own teardown: end whatever it left running, daemons included."""
+    @pytest.hookimpl(wrapper=True, trylast=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None]:
+        """After the test's own teardown, even one that failed: end whatever it left
+        running, daemons included."""
+        try:
+            return (yield)
+        finally:
+            self._end_leftovers(item)
+
+    def _end_leftovers(self, item: pytest.Item) -> None:
         if self._writer is None:
             return
         try:

@@ -115,46 +115,71 @@ class Processes:
         reap_any()
         return killed
 
-    def reap_orphans(self, since: int, keep: set[int]) -> None:
+    def reap_orphans(self, since: int, keep: set[int]) -> int:
         """Reap children that died since ``since`` (clock ticks since boot), but for ``keep``:
-        orphans adopted as a subreaper, which nothing else here will wait for."""
-        for pid in self.children():
-            state, started = self._state(pid)
-            if state == "Z" and started >= since and pid not in keep:
-                reap([pid])
+        orphans adopted as a subreaper, which nothing else here will wait for. How many."""
+        dead = [
+            pid
+            for pid in self.children()
+            if pid not in keep and self._state(pid)[0] == "Z" and self._state(pid)[1] >= since
+        ]
+        reap(dead)
+        return len(dead)
 
-    def end(self, walk: Callable[[], list[int]], reap_dead: Callable[[], None]) -> dict[int, str]:
+    def end(self, walk: Callable[[], list[int]], reap_dead: Callable[[], int]) -> dict[int, str]:
         """Freeze what ``walk`` finds until it finds nothing new, then kill it all and
         reap it; the running ones, described.
 
-        ``reap_dead`` runs before each walk: a process that forks itself over and
-        over leaves a dead child at each step, which would slow every walk down.
-        Once a walk found something, the end takes two quiet walks in a row, a
-        moment apart: a process that moved parents during one may be missed by it.
+        Each process is held by a pidfd, opened and checked (its start time) before it
+        is signalled: pids come round again, and a busy machine hands a dead one's pid
+        to another process soon. ``reap_dead`` runs before each walk (and says how
+        many it reaped): a process that forks itself over and over leaves a dead
+        child at each step, which would slow every walk down. Once a walk found
+        something, or a dead one was reaped, the end takes two quiet walks in a row,
+        a moment apart: a process that moved parents during one may be missed by it.
         """
-        frozen: dict[int, str] = {}
+        frozen: dict[tuple[int, int], tuple[int, str]] = {}  # (pid, start) -> (pidfd, described)
         quiet = 0
+        something = False
         deadline = time.monotonic() + ENDING_BOUND
-        while time.monotonic() < deadline:
-            reap_dead()
-            fresh = [pid for pid in walk() if pid not in frozen]
-            if not fresh:
+        try:
+            while time.monotonic() < deadline:
+                something = bool(reap_dead()) or something
+                fresh = [held for pid in walk() if (held := self._freeze(pid, frozen))]
+                if fresh:
+                    quiet = 0
+                    continue
                 quiet += 1
-                if not frozen or quiet == 2:
+                if not (frozen or something) or quiet == 2:
                     break
                 time.sleep(0.002)
-                continue
-            quiet = 0
-            for pid in fresh:
+            for pidfd, _ in frozen.values():
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGSTOP)
-                frozen[pid] = self.describe(pid) if self.is_alive(pid) else ""
-        for pid in frozen:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        while time.monotonic() < deadline and set(self.children()) & set(frozen):
-            reap(pid for pid in self.children() if pid in frozen)  # and the orphans they had
-        return {pid: described for pid, described in frozen.items() if described}
+                    signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            ours = {pid for pid, _ in frozen}
+            while time.monotonic() < deadline and set(self.children()) & ours:
+                reap(pid for pid in self.children() if pid in ours)  # and the orphans they had
+        finally:
+            for pidfd, _ in frozen.values():
+                os.close(pidfd)
+        return {pid: described for (pid, _), (_, described) in frozen.items()}
+
+    def _freeze(self, pid: int, frozen: dict[tuple[int, int], tuple[int, str]]) -> bool:
+        """Stop ``pid`` unless it is frozen already or no longer running; whether it was."""
+        state, started = self._state(pid)
+        if state in ("", "Z") or (pid, started) in frozen:
+            return False
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return False
+        if self._state(pid)[1] != started:  # not the process seen: its pid came round again
+            os.close(pidfd)
+            return False
+        with contextlib.suppress(ProcessLookupError):
+            signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
+        frozen[(pid, started)] = (pidfd, self.describe(pid))
+        return True
 
 
 _view: Processes | None = None
@@ -173,11 +198,14 @@ def boot_ticks() -> int:
     return int(time.clock_gettime(time.CLOCK_BOOTTIME) * os.sysconf("SC_CLK_TCK"))
 
 
-def reap_any() -> None:
-    """Reap every child that died, whichever: only where nothing else will wait for one."""
+def reap_any() -> int:
+    """Reap every child that died, whichever: only where nothing else will wait for one.
+    How many."""
+    reaped = 0
     with contextlib.suppress(ChildProcessError):
         while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+            reaped += 1
+    return reaped
 
 
 def reap(pids: Iterable[int]) -> None:

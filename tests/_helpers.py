@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 import subprocess
+import tempfile
+import time
 from pathlib import Path
+
+import pytest
 
 
 def mount_table() -> list[str]:
@@ -25,3 +32,85 @@ def run_in_shared_root(
         timeout=timeout,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
+
+
+def outcomes(output: str) -> dict[str, int]:
+    """The counts of pytest's closing line, exactly: ``{"passed": 2, "errors": 1}``."""
+    return pytest.RunResult.parse_summary_nouns(output.splitlines())
+
+
+def own_tmp(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> tuple[str, str]:
+    """A stand-in for ``/tmp`` inside the test's own directory: pytest's basetemp and
+    ``tempfile.gettempdir()`` live there, so an inner test that mounts over "/tmp"
+    (this directory) checks the same as over the real one, and writes nowhere else
+    even if isolation were broken. Returns the directory and the ``--basetemp`` option."""
+    tmp = pytester.mkdir("tmp")
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))  # for runs in this process
+    return str(tmp), f"--basetemp={tmp / 'basetemp'}"
+
+
+def become_subreaper() -> None:
+    """Adopt every orphan below this process: what an inner run leaves comes here."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(36, 1, 0, 0, 0) != 0:  # PR_SET_CHILD_SUBREAPER
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+
+
+def end_descendants(bound: float = 10) -> list[str]:
+    """Freeze every process below this one, pass by pass until three passes in a row find
+    none running (a process that keeps forking cannot outrun it), then kill and reap them
+    all: what was running. Each is held by a pidfd, checked by its start time: pids
+    come round again on a busy machine, and an unrelated process must never be hit."""
+
+    def children(pid: int | str) -> list[int]:
+        found = []
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                    found += [int(child) for child in f.read().split()]
+        return found
+
+    def state(pid: int) -> tuple[bytes, bytes]:
+        with contextlib.suppress(OSError, IndexError), open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+            return fields[0], fields[19]
+        return b"", b""
+
+    frozen: dict[tuple[int, bytes], tuple[int, str]] = {}
+    deadline = time.monotonic() + bound
+    quiet = 0
+    try:
+        while time.monotonic() < deadline and quiet < 3:
+            with contextlib.suppress(ChildProcessError):
+                while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                    pass
+            pending, fresh = children("self"), 0
+            while pending:
+                pid = pending.pop()
+                pending += children(pid)
+                running, started = state(pid)
+                if running in (b"", b"Z") or (pid, started) in frozen:
+                    continue
+                with contextlib.suppress(ProcessLookupError):
+                    pidfd = os.pidfd_open(pid)
+                    if state(pid)[1] != started:
+                        os.close(pidfd)
+                        continue
+                    signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
+                    with open(f"/proc/{pid}/cmdline", "rb") as f:
+                        command = f.read().replace(b"\0", b" ").decode(errors="replace")
+                    frozen[(pid, started)] = (pidfd, f"{pid} {command}")
+                    fresh += 1
+            quiet = 0 if fresh else quiet + 1
+            time.sleep(0.002 * quiet)
+        for pidfd, _ in frozen.values():
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            while time.monotonic() < deadline and children("self"):
+                os.waitpid(-1, 0)
+    finally:
+        for pidfd, _ in frozen.values():
+            os.close(pidfd)
+    return [described for _, described in frozen.values()]

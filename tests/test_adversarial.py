@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers import outcomes as summary
 from tests._helpers import run_in_shared_root
 
 HOSTILE = """
@@ -211,7 +212,7 @@ def test_unmarked(i, request):
     assert (os.stat("/proc/self/ns/mnt").st_ino != NAMESPACE) is isolated
 """
     )
-    result = pytester.runpytest_subprocess("-n", "2", *how, timeout=120)
+    result = pytester.runpytest_subprocess("-p", "xdist", "-n", "2", *how, timeout=120)
     result.assert_outcomes(passed=12)
 
 
@@ -227,7 +228,7 @@ def test_isolated():
     )
     pytest_command = shlex.join([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs"])
     result = run_in_shared_root(f"umount -l /proc && {pytest_command}", cwd=pytester.path)
-    assert "1 skipped" in result.stdout, result.stdout + result.stderr
+    assert summary(result.stdout) == {"skipped": 1}, result.stdout + result.stderr
     assert "isolation unavailable: /proc is not usable" in result.stdout
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._helpers import run_in_shared_root
+from tests._helpers import outcomes, run_in_shared_root
 
 
 def alive(pid: int) -> bool:
@@ -271,7 +271,7 @@ def test_next():
     )
     pytest_command = f"{shlex.quote(sys.executable)} -m pytest -p no:cacheprovider"
     result = run_in_shared_root(f"{pytest_command} --mountns-mode={mode}", pytester.path)
-    assert "2 passed, 1 error" in result.stdout, result.stdout + result.stderr
+    assert outcomes(result.stdout) == {"passed": 2, "errors": 1}, result.stdout + result.stderr
     assert "the host's mount table changed while the isolated test ran" in result.stdout
     assert f"  + {target} (tmpfs from escaped, shared" in result.stdout
 
@@ -348,3 +348,45 @@ def test_negative(): pass
     result = pytester.runpytest_subprocess(timeout=60)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*test_negative: @pytest.mark.mountns timeout=: must be a*"])
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the stand-in for the host needs root to set up")
+def test_the_leak_check_works_in_a_user_namespace_too(pytester: pytest.Pytester) -> None:
+    """pytest as uid 65534, without capabilities, in a mount namespace of its own that stands
+    for the host; while a test runs, something mounts there (root, from outside, on the
+    test's request): the test fails, naming the mount."""
+    os.chmod(pytester.path, 0o777)
+    target = pytester.mkdir("target")
+    request, mounted, pid = (pytester.path / name for name in ("request", "mounted", "pid"))
+    pytester.makeconftest(f"open({str(pid)!r}, 'w').write(str(__import__('os').getpid()))")
+    pytester.makepyfile(
+        f"""
+import os, time, pytest
+
+@pytest.mark.mountns
+def test_during_which_the_host_mounts():
+    open({str(request)!r}, "w").close()
+    deadline = time.monotonic() + 60  # only a bound against a hang
+    while not os.path.exists({str(mounted)!r}) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+def test_next():
+    pass
+"""
+    )
+    host_mounts_on_request = (
+        f"(for i in $(seq 6000); do [ -e {request} ] && break; sleep 0.01; done; "
+        f'nsenter --target "$(cat {pid})" --mount mount -t tmpfs leaked {target}; '
+        f"touch {mounted}) &"
+    )
+    as_nobody = "unshare --user --map-user=65534 --map-group=65534 --mount --propagation private"
+    pytest_command = shlex.join([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"])
+    result = subprocess.run(
+        ["sh", "-c", f"{host_mounts_on_request} {as_nobody} {pytest_command}; wait"],
+        cwd=pytester.path, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert "isolation available (user namespace as uid 65534" in result.stdout, result.stdout
+    assert outcomes(result.stdout) == {"passed": 2, "errors": 1}, result.stdout + result.stderr
+    assert "the host's mount table changed while the isolated test ran" in result.stdout
+    assert f"  + {target} (tmpfs from leaked, private)" in result.stdout
+    assert os.listdir(target) == []

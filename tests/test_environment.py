@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests._helpers import run_in_shared_root
+from tests._helpers import outcomes, run_in_shared_root
 
 pytestmark = pytest.mark.both_modes
 
@@ -49,7 +49,7 @@ def test_shared_root_host_mount_table_is_unchanged(pytester: pytest.Pytester) ->
         cwd=pytester.path,
     )
     assert result.stdout.splitlines()[0] == "shared"
-    assert "4 passed" in result.stdout, result.stdout + result.stderr
+    assert outcomes(result.stdout) == {"passed": 4}, result.stdout + result.stderr
     assert "/ propagation: shared" in result.stdout
     before = (pytester.path / "before").read_text()
     assert (pytester.path / "after").read_text() == before

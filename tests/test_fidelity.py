@@ -1,13 +1,20 @@
-"""What a test emits besides its outcome reaches pytest as if there had been no fork."""
+"""What a test emits besides its outcome reaches pytest as if there had been no fork.
+
+The comparisons run the same inner project without the plugin and with
+``--mountns-all`` (the ``differential`` fixture), which also checks that every
+test of the second run was isolated, under the runner asked for.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-import shutil
 import sys
 
 import pytest
+
+from tests._helpers import outcomes
+from tests.conftest import Differential
 
 pytestmark = pytest.mark.both_modes
 
@@ -15,13 +22,15 @@ pytestmark = pytest.mark.both_modes
 def outcome_lines(result: pytest.RunResult) -> list[str]:
     """The run's output without the lines that differ by run (header, timings)."""
     return [
-        line
+        re.sub(r"cache from [\d:]+ ago", "cache from ... ago", line)  # --sw, on pytest 9
         for line in result.outlines
         if not line.startswith(("mountns:", "rootdir", "platform", "plugins", "====="))
     ]
 
 
-def test_subtests_and_unittest_subtests_fail_their_test(pytester: pytest.Pytester) -> None:
+def test_subtests_and_unittest_subtests_fail_their_test(
+    pytester: pytest.Pytester, differential: Differential
+) -> None:
     pytester.makepyfile(
         """
 import unittest, pytest
@@ -39,13 +48,14 @@ class TestCase(unittest.TestCase):
                 self.assertEqual(i, 0)
 """
     )
-    plain = pytester.runpytest("-rA")
-    isolated = pytester.runpytest("-rA", "--mountns-all")
+    plain, isolated = differential.run("-rA")
     assert outcome_lines(isolated) == outcome_lines(plain)
-    assert plain.ret == isolated.ret == pytest.ExitCode.TESTS_FAILED
+    assert isolated.ret == pytest.ExitCode.TESTS_FAILED
 
 
-def test_warnings_reach_the_summary_and_honour_filters(pytester: pytest.Pytester) -> None:
+def test_warnings_reach_the_summary_and_honour_filters(
+    pytester: pytest.Pytester, differential: Differential
+) -> None:
     pytester.makepyfile(
         """
 import warnings, pytest
@@ -66,8 +76,7 @@ def test_turned_into_an_error():
     warnings.warn("now an error", RuntimeWarning)
 """
     )
-    plain = pytester.runpytest("-W", "error::SyntaxWarning")
-    isolated = pytester.runpytest("-W", "error::SyntaxWarning", "--mountns-all")
+    plain, isolated = differential.run("-W", "error::SyntaxWarning")
     assert outcome_lines(isolated) == outcome_lines(plain)
     isolated.assert_outcomes(passed=2, failed=1, warnings=2)
     isolated.stdout.fnmatch_lines(
@@ -164,10 +173,10 @@ def test_plain():
     assert mylib.only_plain(1) == 0
 """,
     )
-    for extra in ([], ["-n", "2"]):
+    for extra in ([], ["-p", "xdist", "-n", "2"]):
         result = pytester.runpytest_subprocess(
-            "--cov=mylib", "--cov-report=term-missing", "-p", "no:cacheprovider", *extra,
-            timeout=120,
+            "-p", "pytest_cov", "--cov=mylib", "--cov-report=term-missing",
+            "-p", "no:cacheprovider", *extra, timeout=120,
         )  # fmt: skip
         result.assert_outcomes(passed=2)
         result.stdout.fnmatch_lines(["mylib.py * 5 * 0 * 100%"])
@@ -259,7 +268,7 @@ def test_breakpoint():
     child.expect("42")
     child.sendline("c")
     child.expect(pexpect.EOF)
-    assert "1 failed, 1 passed" in child.before
+    assert outcomes(child.before) == {"failed": 1, "passed": 1}
 
 
 @pytest.mark.parametrize(
@@ -268,7 +277,7 @@ def test_breakpoint():
     ids=["x", "maxfail", "lf", "ff", "sw", "s"],
 )
 def test_session_control_matches_an_unisolated_run(
-    pytester: pytest.Pytester, runs: list[list[str]]
+    pytester: pytest.Pytester, differential: Differential, runs: list[list[str]]
 ) -> None:
     pytester.makepyfile(
         """
@@ -287,16 +296,16 @@ def test_numbers(resource, i):
 """
     )
 
-    def session(*extra: str) -> list[list[str]]:
-        shutil.rmtree(pytester.path / ".pytest_cache", ignore_errors=True)
-        # -s writes to the real descriptors, which only a subprocess has
-        run = pytester.runpytest_subprocess if ["-s"] in runs else pytester.runpytest
-        return [outcome_lines(run("-rA", *args, *extra)) for args in runs]
-
-    assert session("--mountns-all") == session()
+    # -s writes to the real descriptors, which only a subprocess has
+    runs = [["-rA", *args] for args in runs]
+    plain, isolated = differential.sessions(runs, subprocess=["-rA", "-s"] in runs)
+    for one, other in zip(plain, isolated, strict=True):
+        assert outcome_lines(other) == outcome_lines(one)
 
 
-def test_logs_caplog_and_durations_come_through(pytester: pytest.Pytester) -> None:
+def test_logs_caplog_and_durations_come_through(
+    pytester: pytest.Pytester, differential: Differential
+) -> None:
     pytester.makepyfile(
         """
 import logging, time, pytest
@@ -307,23 +316,25 @@ def test_logs(caplog):
     assert 0
 
 def test_slow():
-    time.sleep(0.05)
+    time.sleep(0.5)
 """
     )
+    plain, isolated = differential.run("-rA", "--durations=1")
 
-    def run(*args: str) -> list[str]:
-        result = pytester.runpytest("-rA", "--durations=2", "--durations-min=0.03", *args)
-        lines = (re.sub(r"\d+\.\d+s", "N.NNs", line) for line in outcome_lines(result))
-        return [re.sub(r" at 0x[0-9a-f]+", "", line) for line in lines]
+    def lines(result: pytest.RunResult) -> list[str]:
+        """Without timings: which test is slowest is checked, not how slow it was."""
+        found = (re.sub(r"\d+\.\d+s", "N.NNs", line) for line in outcome_lines(result))
+        return [re.sub(r" at 0x[0-9a-f]+", "", line) for line in found]
 
-    isolated = run("--mountns-all")
-    assert isolated == run()
-    assert any("WARNING  app:" in line and "shown in the report" in line for line in isolated)
-    assert any("call" in line and "test_slow" in line and "N.NNs" in line for line in isolated)
+    assert lines(isolated) == lines(plain)
+    assert any("WARNING  app:" in line and "shown in the report" in line for line in lines(plain))
+    assert "N.NNs call     test_logs_caplog_and_durations_come_through.py::test_slow" in lines(
+        isolated
+    )
 
 
 def test_a_test_sees_what_pytest_s_process_changed_since_the_test_before(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, differential: Differential
 ) -> None:
     """A child forked ahead (a spare) must not see pytest as it was one test earlier."""
     pytester.makepyfile(
@@ -345,9 +356,8 @@ def test_b(strict, request):
     )
 
     def compare() -> pytest.RunResult:
-        plain = outcome_lines(pytester.runpytest("-p", "no:cacheprovider"))
-        isolated = pytester.runpytest("-p", "no:cacheprovider", "--mountns-all")
-        assert outcome_lines(isolated) == plain
+        plain, isolated = differential.run("-p", "no:cacheprovider")
+        assert outcome_lines(isolated) == outcome_lines(plain)
         return isolated
 
     compare().assert_outcomes(failed=1, passed=1, warnings=1)
@@ -406,7 +416,46 @@ def test_shown(prepared):
     result.stdout.fnmatch_lines(
         [
             "*SETUP    F prepared*",
-            "*test_setup_show_names_the_test.py::test_shown (fixtures used: prepared)*",
+            "*test_setup_show_names_the_test.py::test_shown (fixtures used: *prepared*)*",
             "*TEARDOWN F prepared*",
         ]
     )
+
+
+SUBTESTS = """
+import pytest
+
+def test_with_subtests(subtests):
+    for i in range(3):
+        with subtests.test(i=i):
+            assert i != 1
+
+def test_second(subtests):
+    with subtests.test(msg="one"):
+        pass
+"""
+
+
+@pytest.mark.skipif(int(pytest.__version__.split(".")[0]) < 9, reason="subtests are pytest 9's")
+def test_subtests_count_and_print_once_on_a_terminal_and_under_xdist(
+    pytester: pytest.Pytester, differential: Differential
+) -> None:
+    """The child's own reporting of the reports plugins log there stays silent."""
+    import pexpect  # the dev extra brings it
+
+    pytester.makepyfile(SUBTESTS)
+
+    def on_a_terminal(*args: str) -> list[str]:
+        command = f"{sys.executable} -m pytest -p no:cacheprovider {' '.join(args)}"
+        child = pexpect.spawn(command, cwd=str(pytester.path), encoding="utf-8", timeout=60)
+        child.expect(pexpect.EOF)
+        text = re.sub(r"\x1b\[[0-9;]*m", "", child.before)
+        return [line for line in text.splitlines() if line.startswith("test_") or " in " in line]
+
+    plain = on_a_terminal("-p", "no:mountns", "-o", "markers=mountns")
+    isolated = on_a_terminal("--mountns-all")
+    assert [re.sub(r" in [\d.]+s", "", line) for line in isolated] == [
+        re.sub(r" in [\d.]+s", "", line) for line in plain
+    ]
+    plain_run, _ = differential.run("-p", "xdist", "-n", "2", subprocess=True)  # counts equal
+    assert plain_run.parseoutcomes() == {"failed": 2, "passed": 1}

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
 
 import pytest
+
+from tests._helpers import own_tmp
 
 pytestmark = pytest.mark.both_modes
 
@@ -127,31 +128,28 @@ def test_not_run(expensive): pass
 
 @pytest.mark.parametrize("unisolated_first", [True, False])
 def test_tmp_path_works_under_a_tmpfs_over_tmp(
-    pytester: pytest.Pytester, unisolated_first: bool
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, unisolated_first: bool
 ) -> None:
+    tmp, basetemp = own_tmp(pytester, monkeypatch)
     pytester.makepyfile(
-        """
+        f"""
 import os, pytest
 
 def test_a_unisolated(tmp_path):
     (tmp_path / "a").write_text("a")
 
-@pytest.mark.mountns("/tmp")
+@pytest.mark.mountns({tmp!r})
 def test_b_isolated(tmp_path):
-    assert str(tmp_path).startswith("/tmp/")
+    assert str(tmp_path).startswith({tmp!r} + "/")
     (tmp_path / "kept").write_text("written in the namespace")
-    assert os.listdir("/tmp") == [str(tmp_path).split("/")[2]]
+    assert os.listdir({tmp!r}) == ["basetemp"]
 """
     )
     selection = [] if unisolated_first else ["-k", "isolated and not unisolated"]
-    basetemp = Path("/tmp") / f"mountns-basetemp-{os.getpid()}-{unisolated_first}"
-    try:
-        result = pytester.runpytest(f"--basetemp={basetemp}", *selection)
-        result.assert_outcomes(passed=2 if unisolated_first else 1)
-        [kept] = basetemp.glob("*0/kept")
-        assert kept.read_text() == "written in the namespace"
-    finally:
-        shutil.rmtree(basetemp, ignore_errors=True)
+    result = pytester.runpytest(basetemp, *selection)
+    result.assert_outcomes(passed=2 if unisolated_first else 1)
+    [kept] = Path(tmp).glob("basetemp/*0/kept")
+    assert kept.read_text() == "written in the namespace"
 
 
 def test_a_target_may_be_created_by_a_wider_fixture(pytester: pytest.Pytester) -> None:

@@ -59,7 +59,8 @@ REFORK = (
 )
 
 def sleeper():
-    os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)", MARKER])
+    test = os.environ.get("PYTEST_CURRENT_TEST", "?")  # says who left it, if it is left
+    os.execv(sys.executable, [sys.executable, "-c", "import time; time.sleep(600)", MARKER, test])
 
 def bomb(depth):
     for _ in range(depth):
@@ -122,6 +123,14 @@ def generate(rng: random.Random, mode: str, marker: str) -> tuple[str, int]:
     return "\n".join(lines), CASES
 
 
+def describe(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f"{pid} {f.read().replace(bytes(1), b' ').decode(errors='replace')}"
+    except OSError:
+        return str(pid)
+
+
 def processes_with(marker: str) -> list[int]:
     found = []
     for entry in os.listdir("/proc"):
@@ -143,9 +152,9 @@ def test_hostile_tests_never_break_the_run(tmp_path: Path, mode: str) -> None:
     source, count = generate(random.Random(f"{SEED}-{mode}"), mode, marker)
     (tmp_path / "test_hostile.py").write_text(source)
     before = mount_table()
-    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
     command = [
-        sys.executable, "-m", "pytest", "-p", "pytest_mountns.plugin", "-p", "no:cacheprovider",
+        sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
         "-q", f"--mountns-mode={mode}", "--junitxml=junit.xml", f"--basetemp={tmp_path / 'bt'}",
     ]  # fmt: skip
     completed = subprocess.run(
@@ -160,4 +169,4 @@ def test_hostile_tests_never_break_the_run(tmp_path: Path, mode: str) -> None:
     assert len(names) == len(set(names)) == count, tail  # every test reported, once
     assert mount_table() == before
     left = processes_with(marker)
-    assert left == [], f"left running: {left}; {tail}"
+    assert left == [], f"left running: {[describe(pid) for pid in left]}; {tail}"

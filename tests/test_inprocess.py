@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pytest_mountns import _linux, _thread_namespace
-from tests._helpers import mount_table, run_in_shared_root
+from tests._helpers import mount_table, outcomes, run_in_shared_root
 
 PLACE = """
 import os, threading
@@ -150,17 +150,18 @@ class TestContradiction:
 def test_without_cap_sys_admin_it_forks_and_says_why(pytester: pytest.Pytester) -> None:
     """As a normal user isolation takes a user namespace, which a thread cannot leave."""
     pytester.makeconftest(PLACE)
+    target = pytester.mkdir("target")
     pytester.makepyfile(
-        """
+        f"""
 import os, pytest
 from conftest import PYTEST_PID
 
-@pytest.mark.mountns("/srv")
+@pytest.mark.mountns({str(target)!r})
 def test_still_isolated():
     assert os.getpid() != PYTEST_PID
-    open("/srv/x", "w").close()
+    open({str(target / "x")!r}, "w").close()
 
-@pytest.mark.mountns("/srv", fork=False)
+@pytest.mark.mountns({str(target)!r}, fork=False)
 def test_asks_for_it_by_marker():
     assert os.getpid() != PYTEST_PID
 """
@@ -180,7 +181,8 @@ def test_asks_for_it_by_marker():
     assert "mode fork, as inprocess is unavailable: it needs CAP_SYS_ADMIN" in done.stdout
     summary = "mountns: 2 test(s) asked for in-process isolation and forked instead: it needs"
     assert summary in done.stdout
-    assert "2 passed" in done.stdout
+    assert outcomes(done.stdout) == {"passed": 2}, done.stdout
+    assert os.listdir(target) == []
 
 
 def test_a_failure_halfway_through_the_mounts_leaves_nothing(pytester: pytest.Pytester) -> None:
@@ -325,9 +327,8 @@ def test_outer(pytester):
     open({str(outer / "outer-made")!r}, "w").close()
     namespace = os.stat("/proc/thread-self/ns/mnt").st_ino
     pytester.makepyfile(INNER_TEST)
-    pytester.runpytest("-p", "no:cacheprovider", "--mountns-mode=inprocess").assert_outcomes(
-        passed=1
-    )
+    pytester.runpytest("-p", "mountns", "-p", "no:cacheprovider", "--mountns-mode=inprocess"
+                       ).assert_outcomes(passed=1)
     assert os.stat("/proc/thread-self/ns/mnt").st_ino == namespace
     assert os.listdir({str(outer)!r}) == ["outer-made"]
     assert os.listdir({str(inner)!r}) == []
@@ -359,7 +360,14 @@ def test_isolated(n, isolated_tmpfs):
     )
     mountpoints = set(Path(tempfile.gettempdir()).glob("pytest-mountns-*"))
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-n", "2", "--mountns-all", "--mountns-mode=inprocess"
+        "-p",
+        "no:cacheprovider",
+        "-p",
+        "xdist",
+        "-n",
+        "2",
+        "--mountns-all",
+        "--mountns-mode=inprocess",
     )
     result.assert_outcomes(passed=8)
     assert set(Path(tempfile.gettempdir()).glob("pytest-mountns-*")) == mountpoints
@@ -393,7 +401,7 @@ def test_root_is_still_the_chroot():
     )
     done = run_in_shared_root(script, project)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "2 passed" in done.stdout, done.stdout
+    assert outcomes(done.stdout) == {"passed": 2}, done.stdout
 
 
 def test_wider_scopes_live_outside_and_python_state_is_shared(pytester: pytest.Pytester) -> None:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from tests._helpers import outcomes, own_tmp
+
 pytestmark = pytest.mark.both_modes
 
 HELPERS = """
@@ -196,18 +198,21 @@ def test_fixture(isolated_tmpfs):
     assert not Path(record.read_text()).exists()
 
 
-def test_isolated_tmpfs_under_a_declared_tmpfs_over_tmp(pytester: pytest.Pytester) -> None:
+def test_isolated_tmpfs_under_a_declared_tmpfs_over_tmp(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tmp, basetemp = own_tmp(pytester, monkeypatch)
     pytester.makepyfile(
         HELPERS
-        + """
-@pytest.mark.mountns("/tmp")
+        + f"""
+@pytest.mark.mountns({tmp!r})
 def test_both(isolated_tmpfs):
-    assert str(isolated_tmpfs).startswith("/tmp/")
-    assert mount_of("/tmp")[0] == "tmpfs" and mount_of(str(isolated_tmpfs))[0] == "tmpfs"
+    assert str(isolated_tmpfs).startswith({tmp!r} + "/")
+    assert mount_of({tmp!r})[0] == "tmpfs" and mount_of(str(isolated_tmpfs))[0] == "tmpfs"
     (isolated_tmpfs / "f").write_text("x")
 """
     )
-    pytester.runpytest().assert_outcomes(passed=1)
+    pytester.runpytest(basetemp).assert_outcomes(passed=1)
 
 
 def test_isolated_tmpfs_asked_for_dynamically_says_how_to_ask(pytester: pytest.Pytester) -> None:
@@ -320,4 +325,4 @@ def test_after(tmp_path):
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
         cwd=pytester.path, capture_output=True, text=True, timeout=120, env=env,
     )  # fmt: skip
-    assert "2 passed" in done.stdout, done.stdout + done.stderr
+    assert outcomes(done.stdout) == {"passed": 2}, done.stdout + done.stderr

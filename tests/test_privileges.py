@@ -19,8 +19,10 @@ import pytest
 
 from pytest_mountns import _linux, _probe
 from pytest_mountns._probe import Failure, diagnose
+from tests._helpers import outcomes, own_tmp
 
-pytestmark = pytest.mark.both_modes
+# One runner only: without CAP_SYS_ADMIN, in-process mode forks (test_inprocess checks that).
+pytestmark = pytest.mark.fork_only(reason="isolation without root forks whatever the mode")
 
 AS_NOBODY = ["unshare", "--user", "--map-user=65534", "--map-group=65534", "--"]
 WITHOUT_CAPABILITIES = ["setpriv", "--inh-caps=-all", "--bounding-set=-all", "--"]
@@ -86,14 +88,14 @@ def skips(result: subprocess.CompletedProcess[str]) -> list[str]:
 
 def test_an_unprivileged_user_is_isolated_in_a_user_namespace(project: Path) -> None:
     result = run(project, prefix=AS_NOBODY)
-    assert "3 passed" in result.stdout, result.stdout + result.stderr
+    assert outcomes(result.stdout) == {"passed": 3}, result.stdout + result.stderr
     assert "mountns: isolation available (user namespace as uid 65534, gid 65534)" in result.stdout
     assert os.listdir(project / "target") == []
 
 
 def test_never_skips_naming_the_missing_privilege_and_require_errors(project: Path) -> None:
     result = run(project, "--mountns-userns=never", prefix=AS_NOBODY)
-    assert "1 passed, 2 skipped" in result.stdout, result.stdout + result.stderr
+    assert outcomes(result.stdout) == {"passed": 1, "skipped": 2}, result.stdout + result.stderr
     reason = (
         "mountns: isolation unavailable: unshare(NEWNS): Operation not permitted (EPERM); "
         "a plain mount namespace needs root (CAP_SYS_ADMIN) and --mountns-userns=never "
@@ -102,50 +104,54 @@ def test_never_skips_naming_the_missing_privilege_and_require_errors(project: Pa
     assert len(skips(result)) == 2 and all(reason in line for line in skips(result))
 
     result = run(project, "--mountns-userns=never", "--mountns-require", prefix=AS_NOBODY)
-    assert "1 passed, 2 errors" in result.stdout, result.stdout + result.stderr
+    assert outcomes(result.stdout) == {"passed": 1, "errors": 2}, result.stdout + result.stderr
     assert result.stdout.count("--mountns-require turns this skip into an error") == 2
 
     (project / "pytest.ini").write_text(
         "[pytest]\nmountns_userns = never\nmountns_require = true\n"
     )
     result = run(project, prefix=AS_NOBODY)
-    assert "1 passed, 2 errors" in result.stdout, result.stdout + result.stderr
+    assert outcomes(result.stdout) == {"passed": 1, "errors": 2}, result.stdout + result.stderr
 
 
 def test_user_namespace_mode_handles_basetemp_read_only_and_foreign_ids(
-    pytester: pytest.Pytester,
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     os.chmod(pytester.path, 0o755)
-    basetemp = pytester.path / "basetemp"
+    tmp, basetemp = own_tmp(pytester, monkeypatch)
+    os.chmod(tmp, 0o777)
     pytester.makepyfile(
-        """
+        f"""
 import os, pytest
+
+TMP = {tmp!r}
 
 def test_a_unisolated(tmp_path):
     (tmp_path / "a").write_text("a")
 
-@pytest.mark.mountns("/tmp")
+@pytest.mark.mountns(TMP)
 def test_b_tmp_path_under_tmpfs(tmp_path):
     (tmp_path / "kept").write_text("x")
-    assert os.listdir("/tmp") == [str(tmp_path).split("/")[2]]  # only the way to basetemp
+    assert os.listdir(TMP) == ["basetemp"]  # only the way to basetemp
 
-@pytest.mark.mountns(tmpfs={"/tmp": "ro,size=1m"})
+@pytest.mark.mountns(tmpfs={{TMP: "ro,size=1m"}})
 def test_c_read_only():
     with pytest.raises(OSError):
-        open("/tmp/x", "w")
+        open(os.path.join(TMP, "x"), "w")
 
-@pytest.mark.mountns(tmpfs={"/tmp": "uid=12"})
+@pytest.mark.mountns(tmpfs={{TMP: "uid=12"}})
 def test_d_foreign_uid():
     pass
 """
     )
-    result = run(pytester.path, f"--basetemp={basetemp}", prefix=AS_NOBODY)
-    assert "3 passed, 1 error" in result.stdout, result.stdout + result.stderr
+    result = run(pytester.path, basetemp, prefix=AS_NOBODY)
+    assert outcomes(result.stdout) == {"passed": 3, "errors": 1}, result.stdout + result.stderr
     assert (
-        "test_d_foreign_uid: @pytest.mark.mountns tmpfs['/tmp'] uid=12: in a user namespace "
+        f"test_d_foreign_uid: @pytest.mark.mountns tmpfs[{tmp!r}] uid=12: in a user namespace "
         "only your own uid (65534) is mapped"
     ) in result.stdout
-    assert [p.name for p in basetemp.glob("*0/kept")] == ["kept"]
+    assert [p.name for p in Path(tmp).glob("basetemp/*0/kept")] == ["kept"]
+    assert sorted(os.listdir(tmp)) == ["basetemp"]
 
 
 @pytest.mark.parametrize("kind", ["user", "mnt"])
@@ -154,7 +160,7 @@ def test_a_namespace_limit_names_the_knob(project: Path, kind: str) -> None:
     knob = f"/proc/sys/user/max_{kind}_namespaces"
     limit = "1" if kind == "user" else "0"  # 1: room for nobody's own namespace only
     result = run(project, prefix=AS_NOBODY, shell=f"echo {limit} > {knob}")
-    assert "1 passed, 2 skipped" in result.stdout, result.stdout + result.stderr
+    assert outcomes(result.stdout) == {"passed": 1, "skipped": 2}, result.stdout + result.stderr
     reason = (
         f"No space left on device (ENOSPC); the limit on {kind} namespaces is reached "
         f"(user.max_{kind}_namespaces=2147483647 here; an enclosing user namespace sets it lower)"
@@ -164,7 +170,7 @@ def test_a_namespace_limit_names_the_knob(project: Path, kind: str) -> None:
 
 def test_root_without_capabilities_is_told_why(project: Path) -> None:
     result = run(project, prefix=WITHOUT_CAPABILITIES)
-    assert "1 passed, 2 skipped" in result.stdout, result.stdout + result.stderr
+    assert outcomes(result.stdout) == {"passed": 1, "skipped": 2}, result.stdout + result.stderr
     reason = "write '0 0 1': Operation not permitted on /proc/self/uid_map (EPERM); mapping uid 0"
     assert all(reason in line for line in skips(result)), skips(result)
 

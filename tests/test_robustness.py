@@ -16,18 +16,15 @@ import time
 import pytest
 
 from pytest_mountns import _mountinfo
+from tests.conftest import Differential
 
 BOUND = 60
 
 
-def run(pytester: pytest.Pytester, body: str, *args: str, plugin: bool = True) -> pytest.RunResult:
-    """The inner pytest with the plugin (``plugin=False``: without) and no other."""
+def run(pytester: pytest.Pytester, body: str, *args: str) -> pytest.RunResult:
+    """The inner pytest, in a subprocess, with a bound."""
     pytester.makepyfile(textwrap.dedent(body))
-    pytester._monkeypatch.setenv("PYTEST_DISABLE_PLUGIN_AUTOLOAD", "1")
-    load = ["-p", "pytest_mountns.plugin"] if plugin else ["-o", "markers=mountns: unused"]
-    return pytester.runpytest_subprocess(
-        *load, "-p", "no:cacheprovider", "-rA", *args, timeout=BOUND
-    )  # fmt: skip
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rA", *args, timeout=BOUND)
 
 
 def assert_no_internal_error(result: pytest.RunResult) -> None:
@@ -60,9 +57,8 @@ def wait_until_none_with(marker: str, seconds: float = 10) -> list[str]:
     return left
 
 
-def test_a_mount_point_that_is_not_utf8_breaks_nothing(
-    pytester: pytest.Pytester, runner_mode: str
-) -> None:
+@pytest.mark.both_modes
+def test_a_mount_point_that_is_not_utf8_breaks_nothing(pytester: pytest.Pytester) -> None:
     """mountinfo is bytes: a USB stick's Latin-1 name must not crash the header or a test."""
     pytester.makepyfile(
         """
@@ -81,13 +77,12 @@ def test_a_mount_point_that_is_not_utf8_breaks_nothing(
     python = sys.executable
     script = (
         f'mount -t tmpfs latin1 "$ODD" && {python} -m pytest -p no:cacheprovider -v '
-        f"--mountns-mode={runner_mode} && {python} -m pytest_mountns"
+        f"&& {python} -m pytest_mountns"
     )
     completed = subprocess.run(
         ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
         cwd=pytester.path,
-        env={**os.environ, "ODD": os.fsdecode(odd), "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
-             "PYTEST_PLUGINS": "pytest_mountns.plugin"},
+        env={**os.environ, "ODD": os.fsdecode(odd)},
         capture_output=True,
         timeout=BOUND,
     )  # fmt: skip
@@ -129,26 +124,26 @@ def test_warnings_as_errors_fail_the_test_not_the_session(pytester: pytest.Pytes
     )
 
 
+@pytest.mark.both_modes
 def test_a_warning_a_test_lets_through_its_own_filters_is_recorded_not_raised(
-    pytester: pytest.Pytester, runner_mode: str
+    pytester: pytest.Pytester, differential: Differential
 ) -> None:
     """As without isolation: the test's own filter wins over ``-W error``."""
-    body = """
-        import warnings, pytest
+    pytester.makepyfile(
+        """
+        import warnings
 
-        @pytest.mark.mountns
         def test_lets_one_through():
             warnings.simplefilter("always")
             warnings.warn("let through", UserWarning)
         """
-    isolated = run(pytester, body, "-W", "error", f"--mountns-mode={runner_mode}")
-    plain = run(pytester, body, "-W", "error", plugin=False)
-    assert isolated.parseoutcomes() == plain.parseoutcomes() == {"passed": 1, "warnings": 1}
+    )
+    plain, _ = differential.run("-W", "error", subprocess=True)
+    assert plain.parseoutcomes() == {"passed": 1, "warnings": 1}
 
 
-def test_an_ignored_sigchld_in_pytest_s_process_changes_nothing(
-    pytester: pytest.Pytester, runner_mode: str
-) -> None:
+@pytest.mark.both_modes
+def test_an_ignored_sigchld_in_pytest_s_process_changes_nothing(pytester: pytest.Pytester) -> None:
     result = run(
         pytester,
         """
@@ -165,7 +160,7 @@ def test_an_ignored_sigchld_in_pytest_s_process_changes_nothing(
         def test_sees_what_it_would_have_seen():
             assert signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN
         """,
-        "-p", "no:faulthandler", f"--mountns-mode={runner_mode}",
+        "-p", "no:faulthandler",
     )  # fmt: skip
     assert_no_internal_error(result)
     result.assert_outcomes(passed=2, failed=1)
@@ -288,8 +283,9 @@ def test_no_process_escapes_the_end_of_its_test(pytester: pytest.Pytester) -> No
     assert wait_until_none_with(marker, seconds=1) == []
 
 
+@pytest.mark.both_modes
 def test_an_earlier_isolated_test_changes_nothing_for_the_tests_that_are_not(
-    pytester: pytest.Pytester, runner_mode: str
+    pytester: pytest.Pytester,
 ) -> None:
     """pytest's process adopts orphans only while it runs an isolated test (a subreaper)."""
     body = """
@@ -314,7 +310,7 @@ def test_an_earlier_isolated_test_changes_nothing_for_the_tests_that_are_not(
                 time.sleep(0.05)
             assert int(path.read_text()) != os.getpid()
         """
-    result = run(pytester, body, f"--mountns-mode={runner_mode}")
+    result = run(pytester, body)
     result.assert_outcomes(passed=2)
 
 
@@ -373,6 +369,9 @@ def test_a_spare_killed_while_sigpipe_kills_is_replaced(pytester: pytest.Pyteste
                 if siblings:
                     for sibling in siblings:
                         os.kill(int(sibling), signal.SIGKILL)
+                    for sibling in siblings:  # dead, not dying: its pipe is closed
+                        while open(f"/proc/{sibling}/stat").read().split(")")[-1].split()[0] != "Z":
+                            time.sleep(0.01)
                     return
                 time.sleep(0.01)
             raise AssertionError("no child was forked ahead")
@@ -386,8 +385,9 @@ def test_a_spare_killed_while_sigpipe_kills_is_replaced(pytester: pytest.Pyteste
     result.assert_outcomes(passed=3)
 
 
+@pytest.mark.both_modes
 def test_what_a_test_changes_in_pytest_s_environment_errors_only_who_needs_it(
-    pytester: pytest.Pytester, runner_mode: str
+    pytester: pytest.Pytester,
 ) -> None:
     result = run(
         pytester,
@@ -411,7 +411,6 @@ def test_what_a_test_changes_in_pytest_s_environment_errors_only_who_needs_it(
         def test_uses_it_again(isolated_tmpfs):
             pass
         """,
-        f"--mountns-mode={runner_mode}",
     )
     assert_no_internal_error(result)
     result.assert_outcomes(passed=4, errors=1)
@@ -465,18 +464,9 @@ def test_ctrl_c_to_the_process_group_tears_the_test_down_once_and_completely(
             time.sleep(600)
         """
     )
-    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
-    command = [
-        sys.executable,
-        "-m",
-        "pytest",
-        "-p",
-        "pytest_mountns.plugin",
-        "-p",
-        "no:cacheprovider",
-    ]
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
     process = subprocess.Popen(
-        command, cwd=pytester.path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        command, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True,
     )  # fmt: skip
     try:
