@@ -16,6 +16,7 @@ import stat
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 
+from . import _mountinfo
 from ._spec import Declaration, DeclarationError, Mount
 
 _MAX_SYMLINKS = 40  # as the kernel's own limit (ELOOP)
@@ -71,7 +72,7 @@ def resolve(
     )
     if ids is not None:
         _check_mapped_ids(plan, *ids)
-        _check_overlay_owners(model, plan, *ids)
+        _check_overlays_in_a_user_namespace(model, plan, *ids)
     return plan
 
 
@@ -274,18 +275,29 @@ def _check_mapped_ids(plan: MountPlan, uid: int, gid: int) -> None:
                 )
 
 
-def _check_overlay_owners(model: _Model, plan: MountPlan, uid: int, gid: int) -> None:
-    """In a user namespace, overlay cannot copy up what belongs to unmapped ids (EOVERFLOW).
+def _check_overlays_in_a_user_namespace(model: _Model, plan: MountPlan, uid: int, gid: int) -> None:
+    """Two things the kernel refuses an overlay in a user namespace, said before the fork.
 
-    A change the test may make (to what it can write, by the mode bits) needs a
-    copy of the changed entry and of each directory above it, owners included:
-    refuse where one of those has an owner the namespace cannot represent.
+    Mounts below the directory are locked there, and an overlay would show what
+    they cover: EINVAL. And it cannot copy up what belongs to unmapped ids
+    (EOVERFLOW): a change the test may make (to what it can write, by the mode
+    bits) needs a copy of the changed entry and of each directory above it,
+    owners included.
     """
     groups = {gid, *os.getgroups()}
+    points = [entry.mountpoint for entry in _mountinfo.read()]
     for mount in plan.mounts:
         lower = model.hosts[mount.target]
         if mount.kind != "overlay" or lower is None:
             continue
+        below = sorted(point for point in points if point != lower and is_within(point, lower))
+        if below:
+            raise DeclarationError(
+                f"overlay target {mount.target!r}",
+                f"in a user namespace the mounts below it are locked ({below[0]!r} is one), "
+                "and the kernel will not overlay them (EINVAL); use a tmpfs or a bind "
+                "instead, or run pytest as root",
+            )
         found = _unmappable_change(lower, uid, gid, groups)
         if found is not None:
             foreign, writable = found

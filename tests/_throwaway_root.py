@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from xml.etree import ElementTree
-
-import pytest
 
 import pytest_mountns
 
@@ -59,16 +56,21 @@ set -eu
 new=$1 out=$2 uid=$3 shift_count=3
 shift 3
 mount -t tmpfs -o mode=0755 throwaway-root "$new"
-bind_ro() {  # bind $1 at the same path in the new root, read-only
+bind_ro() {  # bind $1 at $2 (by default the same path) in the new root, read-only
+    to=${2:-$1}
     if [ -L "$1" ]; then
-        mkdir -p "$new$(dirname "$1")"; ln -s "$(readlink "$1")" "$new$1"; return
+        mkdir -p "$new$(dirname "$to")"; ln -s "$(readlink "$1")" "$new$to"; return
     fi
     [ -e "$1" ] || return 0
-    if [ -d "$1" ]; then mkdir -p "$new$1"; else mkdir -p "$new$(dirname "$1")"; touch "$new$1"; fi
-    mount --rbind "$1" "$new$1"
-    mount -o remount,bind,ro "$new$1"
+    mkdir -p "$new$(dirname "$to")"
+    if [ -d "$1" ]; then mkdir -p "$new$to"; else touch "$new$to"; fi
+    mount --rbind "$1" "$new$to"
+    mount -o remount,bind,ro "$new$to"
 }
-for path in $SYSTEM $BINDS; do bind_ro "$path"; done
+for path in $SYSTEM; do bind_ro "$path"; done
+printf '%s\n' "$BINDS" | while IFS='|' read -r from to; do
+    [ -n "$from" ] && bind_ro "$from" "$to"
+done
 mkdir -p "$new/proc" "$new/sys" "$new/dev" "$new/tmp" "$new/out" "$new/project" "$new/.old"
 chmod 1777 "$new/tmp"
 mount --rbind /proc "$new/proc"
@@ -140,22 +142,19 @@ def run_pytest(
     new, out = workdir / "root", workdir / "out"
     new.mkdir()
     out.mkdir()
-    binds = sorted(
-        {
-            os.path.realpath(path)
-            for path in (
-                sys.base_prefix,
-                sys.prefix,
-                os.path.dirname(os.path.dirname(pytest_mountns.__file__)),
-                os.path.dirname(os.path.dirname(pytest.__file__)),
-            )
-        }
-    )
-    python = os.path.join(sys.prefix, "bin", "python")
+    # Python where it is; the venv and the package under test at paths of their own,
+    # so that nothing is mounted below /tmp (which a test may overlay) or /project.
+    package = os.path.dirname(os.path.realpath(pytest_mountns.__file__))
+    binds = [(os.path.realpath(sys.base_prefix), os.path.realpath(sys.base_prefix))]
+    python = sys.executable
+    if sys.prefix != sys.base_prefix:
+        binds.append((os.path.realpath(sys.prefix), "/opt/venv"))
+        python = "/opt/venv/bin/python"
+    binds.append((package, "/opt/under-test/pytest_mountns"))
     env = {
-        "PATH": f"{sys.prefix}/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "PATH": f"{os.path.dirname(python)}:/usr/bin:/bin:/usr/sbin:/sbin",
         "SYSTEM": " ".join(SYSTEM),
-        "BINDS": " ".join(shlex.quote(b) for b in binds if not b.startswith(SYSTEM)),
+        "BINDS": "\n".join(f"{a}|{b}" for a, b in binds if not a.startswith(SYSTEM)),
         "DEVICES": " ".join(DEVICES),
         "PROJECT": str(project),
         "SNAPSHOT_CODE": SNAPSHOT,
@@ -163,6 +162,7 @@ def run_pytest(
         "HOME": "/tmp",
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # the inner pytest: pytest and the plugin only
+        "PYTHONPATH": "/opt/under-test",  # the package under test, whatever is installed
         "LANG": "C.UTF-8",
     }
     command = ["unshare", "--mount", "--propagation", "private", "sh", "-c", ENTER, "enter"]

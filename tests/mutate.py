@@ -130,7 +130,7 @@ def run(name: str, file: str, old: str, new: str) -> tuple[bool, float, str]:
         source.write_text(text.replace(old, new))
         env = {**os.environ, "PYTHONPATH": str(copy)}
         probe = [sys.executable, "-c", "import pytest_mountns; print(pytest_mountns.__file__)"]
-        imported = subprocess.run(probe, env=env, capture_output=True, text=True).stdout
+        imported = subprocess.run(probe, cwd=copy, env=env, capture_output=True, text=True).stdout
         if not imported.startswith(str(copy)):
             return False, 0.0, f"the copy is not what Python imports: {imported}"
         started = time.monotonic()
@@ -144,6 +144,11 @@ def run(name: str, file: str, old: str, new: str) -> tuple[bool, float, str]:
 
 def main(names: list[str]) -> int:
     chosen = {name: MUTATIONS[name] for name in names} if names else MUTATIONS
+    failed, seconds, detail = run("control", "README.md", "# pytest-mountns", "# pytest-mountns")
+    if failed:  # the copy itself must pass, or a "caught" means nothing
+        print(f"the unbroken copy fails the suite ({seconds:.0f}s): {detail}")
+        return 2
+    print(f"control  {seconds:6.0f}s  the unbroken copy passes", flush=True)
     missed = 0
     for name, (file, old, new) in chosen.items():
         caught, seconds, detail = run(name, file, old, new)

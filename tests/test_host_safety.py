@@ -325,6 +325,10 @@ def test_over_a_tree_with_a_writable_directory_of_roots():
 @pytest.mark.mountns(overlay=["/topdir"])
 def test_over_a_directory_of_roots_that_needs_no_copy():
     write("/topdir/new")
+
+@pytest.mark.mountns(overlay=["/project/mounted"])
+def test_over_a_directory_with_a_mount_below():
+    pass
 """
 
 
@@ -335,16 +339,24 @@ def test_overlay_in_a_user_namespace_refuses_what_it_could_not_copy_up(tmp_path:
         project(tmp_path, OVERLAY_OWNERS),
         workdir=workdir,
         uid=NOBODY,
-        setup_as_root=LAYOUT + "mkdir -p /project/tree/shared && chmod 1777 /project/tree/shared\n",
+        setup_as_root=LAYOUT
+        + "mkdir -p /project/tree/shared && chmod 1777 /project/tree/shared\n"
+        + "mkdir -p /project/mounted/sub && mount -t tmpfs sub /project/mounted/sub\n"
+        + "chown -R 65534:65534 /project/mounted\n",
     )
     assert result.outcomes() == {
         "test_over_a_tree_of_ones_own": "passed",
         "test_over_a_tree_with_a_writable_directory_of_roots": "error",
         "test_over_a_directory_of_roots_that_needs_no_copy": "passed",
+        "test_over_a_directory_with_a_mount_below": "error",
     }, result.stdout
     assert (
         "overlay target '/project/tree': in a user namespace only your own uid (65534) and gid "
         "(65534) are mapped; '/project/tree/shared' belongs to uid 0, gid 0: changing it, as you "
         "may, would fail (EOVERFLOW); use a tmpfs or a bind instead"
     ) in result.results["test_over_a_tree_with_a_writable_directory_of_roots"][1]
+    assert (
+        "overlay target '/project/mounted': in a user namespace the mounts below it are locked "
+        "('/project/mounted/sub' is one), and the kernel will not overlay them (EINVAL)"
+    ) in result.results["test_over_a_directory_with_a_mount_below"][1]
     assert result.changes(BASETEMP) == {}
