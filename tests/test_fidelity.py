@@ -36,7 +36,10 @@ def test_subtests_and_unittest_subtests_fail_their_test(
 import unittest, pytest
 
 def test_with_subtests(request):
-    subtests = request.getfixturevalue("subtests")  # pytest 9's own; an error on pytest 8
+    try:
+        subtests = request.getfixturevalue("subtests")
+    except pytest.FixtureLookupError:
+        pytest.skip("subtests is pytest 9's own")
     for i in range(3):
         with subtests.test(i=i):
             assert i != 1
