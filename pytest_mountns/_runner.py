@@ -189,11 +189,16 @@ def _collect(
         problems += _end_tree(item, child)
         _report_death(item, received, what, stacks, started)
     except BaseException as error:
+        reaped = False
         try:
             if isinstance(error, KeyboardInterrupt):
                 _interrupt(child.pid)  # its function fixtures tear down, as pytest's would at exit
+                reaped = True
         finally:
-            _end_tree(item, child)
+            if reaped:
+                end_leftovers(item, child.started)
+            else:
+                _end_tree(item, child)
         raise
     else:
         if ending == (_frames.DONE, b""):
@@ -261,19 +266,15 @@ def finish(
     item.ihook.pytest_runtest_logreport(report=teardown)
 
 
-def _interrupt(pid: int, grace: float = 3.0) -> None:
-    """Hand a Ctrl-C on to the child and give it a moment to tear down and leave.
+def _interrupt(pid: int) -> None:
+    """Hand a Ctrl-C on to the child and wait while it tears down, as pytest would.
 
     If the terminal sent it to the child too, the child ignores the second one.
+    Another Ctrl-C here interrupts the wait, and the caller kills the child.
     """
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGINT)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            if os.waitpid(pid, os.WNOHANG)[0] != 0:
-                return
-        time.sleep(0.01)
+    _processes.wait_for(pid)
 
 
 def _end_tree(item: pytest.Item, child: _forking.Forked) -> list[str]:

@@ -237,6 +237,7 @@ def test_next():
         for pid in pids_in(pids):
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+        wait_until_gone(pids_in(pids))  # dead, not only signalled, before the next test looks
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="nsenter into pytest's namespace needs root")
