@@ -21,7 +21,7 @@ from typing import NoReturn
 
 import pytest
 
-from . import _frames, _internals, _linux, _phases, _processes
+from . import _adapters, _frames, _internals, _linux, _phases, _processes
 
 STACKS_SIGNAL = signal.SIGRTMIN + 4
 """Asks a child that overran its timeout to write its Python stacks."""
@@ -71,6 +71,9 @@ def main(
         junit = _internals.junit_changes(item.config, item, junit_mark)
         if junit is not None:
             writer.send(_frames.JUNIT, json.dumps(junit, default=repr).encode())
+        state = _adapters.item_state(item)
+        if state is not None:
+            writer.send(_frames.ITEM_STATE, state)
         _save_coverage(item.config)  # before the end: pytest-cov may combine at once
         writer.send(*ending)
     except BaseException:

@@ -55,6 +55,9 @@ class Spare:
     state: _internals.State
     filters: Sequence[object]
     """The warning filters it was forked with."""
+    alarm_handler: object
+    """The SIGALRM handler it was forked with: pytest-timeout's, made for the test before
+    with that test's timeout, cannot be handed over; a new one means forking afresh."""
 
 
 def fork(
@@ -76,7 +79,7 @@ def fork(
         fds += os.pipe()  # faulthandler's, at a crash or a timeout
         fds += os.pipe() if alarm is None else (-1, -1)
         gc.freeze()  # the child's collector then leaves the inherited objects and their pages alone
-        pid = os.fork()
+        pid = _processes.fork()
     except OSError:  # out of descriptors or processes: nothing forked, nothing left open
         gc.unfreeze()
         for fd in fds:
@@ -166,7 +169,10 @@ def fork_spare(
     filters = list(warnings.filters)
     child = fork(nextitem, after_next, hooks, isolation, None)
     state = _internals.state_token(nextitem)
-    config.stash[_spare_key] = Spare(nextitem, after_next, isolation, child, state, filters)
+    handler = signal.getsignal(signal.SIGALRM)
+    config.stash[_spare_key] = Spare(
+        nextitem, after_next, isolation, child, state, filters, handler
+    )
 
 
 def fits(spare: Spare, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
@@ -174,6 +180,7 @@ def fits(spare: Spare, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
         spare.item is item
         and spare.nextitem is nextitem
         and spare.state.same_as(_internals.state_token(item))
+        and signal.getsignal(signal.SIGALRM) is spare.alarm_handler
     )
 
 

@@ -33,6 +33,8 @@ WARNINGS = ord("W")
 """The warnings the test raised, for pytest's warnings summary."""
 JUNIT = ord("J")
 """What the test recorded for junitxml (attributes, suite properties)."""
+ITEM_STATE = ord("S")
+"""Item attributes a rerunning plugin's hooks set in the child (``_adapters``), pickled."""
 EXIT = ord("X")
 """``pytest.exit()`` in the child: ``[reason, returncode]``."""
 INTERRUPT = ord("K")

@@ -23,26 +23,20 @@ class LeftoverThreadWarning(pytest.PytestWarning):
 
 
 def run_in_process(
-    item: pytest.Item, nextitem: pytest.Item | None, prepare: _runner.Prepare
+    attempt: _runner.Attempt, nextitem: pytest.Item | None, prepare: _runner.Prepare
 ) -> BaseException | None:
     """Run the item's setup, call and teardown here, inside the isolation ``prepare`` gives.
 
     As ``_runner.run_isolated``: a failure to set up the wider scopes, or
     to prepare, is returned with nothing of the test run.
     """
+    item = attempt.item
     try:
         basetemp = _internals.setup_wider_scopes(item)
         isolation = prepare(basetemp)
     except _internals.SETUP_FAILURES as error:
         return error
     entry = _entry(item.config)
-    received: dict[str, pytest.TestReport] = {}
-
-    def deliver(report: pytest.TestReport) -> None:
-        received[report.when] = report
-        if report.when != "teardown":  # logged once merged with the wider scopes' half
-            item.ihook.pytest_runtest_logreport(report=report)
-
     isolation.begin()
     aside = _internals.set_wider_finalizers_aside(item)
     _internals.renew_request(item)
@@ -52,7 +46,7 @@ def run_in_process(
     with _linux.subreaper():  # a daemon the test double-forks is adopted here, and ended
         try:
             try:
-                _phases.run_phases(item, nextitem, deliver)
+                _phases.run_phases(item, nextitem, attempt.deliver)
             except BaseException:  # Ctrl-C or pytest.exit: the test's fixtures end inside, too
                 _internals.teardown_everything_quietly(item)
                 raise
@@ -67,7 +61,7 @@ def run_in_process(
             problems = _runner.end_leftovers(item, since)
     if thread_problem is not None:
         problems.append(thread_problem)
-    _runner.finish(item, nextitem, received, isolation, problems)
+    _runner.finish(attempt, nextitem, isolation, problems)
     return None
 
 

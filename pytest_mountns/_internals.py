@@ -12,15 +12,16 @@ from __future__ import annotations
 import contextlib
 import inspect
 import os
-from collections.abc import Generator
+import sys
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
 import pytest
+from _pytest import runner as _pytest_runner
 from _pytest.fixtures import TopRequest
 from _pytest.junitxml import xml_key
-from _pytest.runner import runtestprotocol
 from _pytest.runner import show_test_item as _show_test_item
 from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
@@ -113,9 +114,63 @@ def show_test_item(item: pytest.Item) -> None:
         show(item)
 
 
-def run_protocol_unforked(item: pytest.Item, nextitem: pytest.Item | None) -> None:
-    """pytest's own setup, call and teardown, with its logging, minus logstart/logfinish."""
-    runtestprotocol(item, nextitem=nextitem, log=True)
+Protocol = Callable[[pytest.Item, bool, "pytest.Item | None"], list[pytest.TestReport]]
+"""``runtestprotocol(item, log, nextitem)``: one run of an item's setup, call and teardown."""
+
+_pytest_s_protocol: Protocol = _pytest_runner.runtestprotocol
+_protocol_key = pytest.StashKey[Protocol]()
+_sessions_routed = 0
+
+
+def route_protocol(config: pytest.Config, protocol: Protocol) -> None:
+    """Make every call of pytest's ``runtestprotocol`` for this session's items call ``protocol``.
+
+    pytest's own ``pytest_runtest_protocol`` calls it once per test; a plugin
+    that reruns a test (pytest-rerunfailures) imports it and calls it once per
+    attempt. Replacing it wherever it was imported, rather than owning the hook,
+    isolates each attempt and leaves the driving to whoever drives. Items of
+    other sessions (pytester's in-process runs) still get pytest's own.
+    """
+    global _sessions_routed
+    config.stash[_protocol_key] = protocol
+    if _sessions_routed == 0:
+        _replace_everywhere(_pytest_s_protocol, _routed_protocol)
+    _sessions_routed += 1
+
+
+def unroute_protocol(config: pytest.Config) -> None:
+    global _sessions_routed
+    if config.stash.get(_protocol_key, None) is None:
+        return
+    del config.stash[_protocol_key]
+    _sessions_routed -= 1
+    if _sessions_routed == 0:
+        _replace_everywhere(_routed_protocol, _pytest_s_protocol)
+
+
+def _replace_everywhere(old: object, new: object) -> None:
+    """In every loaded module that holds ``old`` as ``runtestprotocol`` (read without
+    ``getattr``, which would run a module's own ``__getattr__``)."""
+    for module in list(sys.modules.values()):
+        namespace = getattr(module, "__dict__", None)
+        if isinstance(namespace, dict) and namespace.get("runtestprotocol") is old:
+            namespace["runtestprotocol"] = new
+
+
+def _routed_protocol(
+    item: pytest.Item, log: bool = True, nextitem: pytest.Item | None = None
+) -> list[pytest.TestReport]:
+    protocol = item.config.stash.get(_protocol_key, None)
+    if protocol is None:
+        return run_pytest_s_protocol(item, log, nextitem)
+    return protocol(item, log, nextitem)
+
+
+def run_pytest_s_protocol(
+    item: pytest.Item, log: bool, nextitem: pytest.Item | None
+) -> list[pytest.TestReport]:
+    """pytest's own setup, call and teardown, unisolated."""
+    return _pytest_s_protocol(item, log, nextitem)
 
 
 _KNOWN_PROTOCOL_WRAPPERS = {"faulthandler", "unittest", "timeout", "assertion", "warnings"}
@@ -247,8 +302,9 @@ def teardown_wider_scopes(
         call = pytest.CallInfo.from_call(
             lambda: state.teardown_exact(nextitem), when="teardown", reraise=reraise
         )
-    report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
-    return report
+    # Not the makereport hook: its implementations saw the test's own teardown (in
+    # the child, or in its namespace) and keep state from it that pytest's process lacks.
+    return pytest.TestReport.from_item_and_call(item, call)
 
 
 def leftover_output(item: pytest.Item) -> tuple[str, str]:

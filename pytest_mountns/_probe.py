@@ -98,7 +98,7 @@ def try_namespace(namespace: int, user_namespace: bool) -> Failure | None:
     """Run the child's sequence in a throwaway child; None if it all worked."""
     read_fd, write_fd = os.pipe()
     with _processes.waitable_children():
-        pid = os.fork()
+        pid = _processes.fork()
         if pid == 0:
             os.close(read_fd)
             _probe_child(write_fd, namespace, user_namespace)

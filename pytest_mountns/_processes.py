@@ -17,10 +17,35 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 
 ENDING_BOUND = 5.0
 """Seconds a tree may take to freeze and die before the rest is given up on."""
+
+
+def fork() -> int:
+    """``os.fork``, without CPython's warning (3.12+) that the process has threads.
+
+    The warning comes once per fork, from pytest's machinery rather than the test,
+    and ``-W error`` cannot catch it; the plugin says once per session which threads
+    there are and what follows (``_runner.threads_at_fork``).
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"This process .* is multi-threaded", category=DeprecationWarning
+        )
+        return os.fork()
+
+
+def other_threads() -> list[str]:
+    """The names of this process's other Python threads, the plugin's own left out."""
+    current = threading.current_thread()
+    return [
+        thread.name
+        for thread in threading.enumerate()
+        if thread is not current and not thread.name.startswith("pytest-mountns-")
+    ]
 
 
 class ProcessesUnseen(OSError):

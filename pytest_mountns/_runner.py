@@ -18,7 +18,17 @@ from dataclasses import dataclass
 
 import pytest
 
-from . import _channel, _child, _forking, _frames, _internals, _linux, _phases, _processes
+from . import (
+    _adapters,
+    _channel,
+    _child,
+    _forking,
+    _frames,
+    _internals,
+    _linux,
+    _phases,
+    _processes,
+)
 
 
 @dataclass(frozen=True)
@@ -39,17 +49,46 @@ class Isolation:
     whether what was decided then (targets, sources) still holds now that it ended."""
 
 
+class ThreadsAtForkWarning(pytest.PytestWarning):
+    """pytest's process had other threads when it forked isolated tests; the children lack them."""
+
+
 Prepare = Callable[[str | None], Isolation]
 """Called once the wider scopes are set up, with pytest's basetemp if the test uses it."""
 
 
+class Attempt:
+    """One run of an item's protocol: its reports in order, logged as they come if ``log``.
+
+    pytest's own protocol logs them; a plugin that reruns (pytest-rerunfailures)
+    asks for them unlogged, and logs each once it has decided what it was.
+    """
+
+    def __init__(self, item: pytest.Item, log: bool) -> None:
+        self.item = item
+        self.log = log
+        self.received: dict[str, pytest.TestReport] = {}
+        self.reports: list[pytest.TestReport] = []
+
+    def deliver(self, report: pytest.TestReport) -> None:
+        """A phase's report; the teardown waits to be merged with the wider scopes' half."""
+        self.received[report.when] = report
+        if report.when != "teardown":
+            self.hand_on(report)
+
+    def hand_on(self, report: pytest.TestReport) -> None:
+        self.reports.append(report)
+        if self.log:
+            self.item.ihook.pytest_runtest_logreport(report=report)
+
+
 def run_isolated(
-    item: pytest.Item,
+    attempt: Attempt,
     nextitem: pytest.Item | None,
     prepare: Prepare,
     prepare_next: Prepare | None = None,
 ) -> BaseException | None:
-    """Run the item's setup, call and teardown in a forked child and log its reports here.
+    """Run the item's setup, call and teardown in a forked child; its reports come here.
 
     When a collector or wider-scoped fixture fails to set up, ``prepare``
     raises, or no child can be forked (a test lowered ``RLIMIT_NPROC``, say),
@@ -58,6 +97,7 @@ def run_isolated(
     isolation. ``prepare_next``, for the next test if it is isolated too,
     lets a spare child be forked for it while this one runs.
     """
+    item = attempt.item
     config = item.config
     spare = _forking.take_spare(config)
     try:
@@ -74,6 +114,13 @@ def run_isolated(
         return error
     hooks = _child_hooks(config)
     reap_exited(config)
+    problem = _threads_at_fork(item)
+    if problem is not None:  # -W error made the warning an error
+        if spare is not None:
+            _forking.discard(spare)
+        else:
+            isolation.release()
+        return pytest.fail.Exception(problem, pytrace=False)
     # An alarm armed for this test (pytest-timeout's signal method) must ring in
     # the child, where the test runs: timers do not cross fork, so move it there.
     alarm = signal.setitimer(signal.ITIMER_REAL, 0)
@@ -89,9 +136,14 @@ def run_isolated(
                     f"mountns: could not fork the isolated test: {error}", pytrace=False
                 )
             if prepare_next is not None and nextitem is not None:
-                with contextlib.suppress(OSError):  # no spare, then: it forks when its turn comes
+                try:
                     _forking.fork_spare(item, nextitem, hooks, prepare_next, basetemp)
-            _collect(item, nextitem, child, isolation)
+                except OSError:
+                    pass  # no spare, then: it forks when its turn comes
+                except BaseException as error:  # Ctrl-C while forking it
+                    _abandon(item, child, error)
+                    raise
+            _collect(attempt, nextitem, child, isolation)
     finally:
         left = alarm[0] - (time.monotonic() - started)
         if alarm[0] > 0 and left > 0:  # it rang in the child if it was due
@@ -117,6 +169,29 @@ def _start(
         _forking.discard(spare)
         isolation = prepare(basetemp)
     return _forking.fork(item, nextitem, hooks, isolation, alarm)
+
+
+_threads_told_key = pytest.StashKey[bool]()
+
+
+def _threads_at_fork(item: pytest.Item) -> str | None:
+    """Once per session, if pytest's process has other threads: which, and what follows."""
+    if item.config.stash.get(_threads_told_key, False):
+        return None
+    threads = _processes.other_threads()
+    if not threads:
+        return None
+    item.config.stash[_threads_told_key] = True
+    return _phases.warn_or_fail(
+        item,
+        ThreadsAtForkWarning(
+            f"mountns: pytest's process has {len(threads)} other thread(s) as it forks "
+            f"isolated tests: {', '.join(threads)}. A forked child has none of them: test "
+            "code that waits on one (an executor's worker, a session-scoped event loop's "
+            "asyncio.to_thread) hangs. In-process isolation (fork=False), or a "
+            "function-scoped loop or executor, avoids it."
+        ),
+    )
 
 
 _child_hooks_key = pytest.StashKey[_child.ChildHooks]()
@@ -149,10 +224,10 @@ def _child_hooks(config: pytest.Config) -> _child.ChildHooks:
 
 
 def _collect(
-    item: pytest.Item, nextitem: pytest.Item | None, child: _forking.Forked, isolation: Isolation
+    attempt: Attempt, nextitem: pytest.Item | None, child: _forking.Forked, isolation: Isolation
 ) -> None:
-    """Log the child's reports as they come, then reap it and fill in what it never sent."""
-    received: dict[str, pytest.TestReport] = {}
+    """Take the child's reports as they come, then reap it and fill in what it never sent."""
+    item = attempt.item
     problems: list[str] = []
     ending: tuple[int, bytes] | None = None
     started = time.time()
@@ -161,10 +236,7 @@ def _collect(
     try:
         for kind, payload in channel.frames(deadline):
             if kind == _frames.REPORT:
-                report = _frames.load_report(item.config, payload)
-                received[report.when] = report
-                if report.when != "teardown":  # logged once merged with the parent's half
-                    item.ihook.pytest_runtest_logreport(report=report)
+                attempt.deliver(_frames.load_report(item.config, payload))
             elif kind == _frames.LOGGED:
                 report = _frames.load_report(item.config, payload)
                 item.ihook.pytest_runtest_logreport(report=report)
@@ -172,6 +244,8 @@ def _collect(
                 _frames.replay_warnings(payload)
             elif kind == _frames.JUNIT:
                 _internals.apply_junit_changes(item.config, item, json.loads(payload))
+            elif kind == _frames.ITEM_STATE:
+                _adapters.restore_item_state(item, payload)
             else:
                 ending = (kind, payload)
                 if kind == _frames.DONE:
@@ -179,6 +253,12 @@ def _collect(
     except (TimeoutError, _channel.ChildStopped) as stop:
         if isinstance(stop, TimeoutError):
             what = f"timed out after {isolation.timeout:g}s"
+            threads = _processes.other_threads()
+            if threads:
+                what += (
+                    f" (pytest's process has threads the child lacks: {', '.join(threads)}; "
+                    "waiting on one of them never ends)"
+                )
             with contextlib.suppress(ProcessLookupError):
                 os.kill(child.pid, _child.STACKS_SIGNAL)
             stacks = channel.stacks(settle=1.0)
@@ -187,18 +267,9 @@ def _collect(
             what = f"was stopped by {name} and stayed stopped for {_channel.STOP_GRACE:g}s"
             stacks = channel.stacks()
         problems += _end_tree(item, child)
-        _report_death(item, received, what, stacks, started)
+        _report_death(attempt, what, stacks, started)
     except BaseException as error:
-        reaped = False
-        try:
-            if isinstance(error, KeyboardInterrupt):
-                _interrupt(child.pid)  # its function fixtures tear down, as pytest's would at exit
-                reaped = True
-        finally:
-            if reaped:
-                end_leftovers(item, child.started)
-            else:
-                _end_tree(item, child)
+        _abandon(item, child, error)
         raise
     else:
         if ending == (_frames.DONE, b""):
@@ -206,18 +277,17 @@ def _collect(
             # other core while this one goes on, and reap it later.
             _exiting_children(item.config).append(child.pid)
         else:
-            problems += _after_an_abnormal_end(item, child, ending, channel, received, started)
+            problems += _after_an_abnormal_end(attempt, child, ending, channel, started)
     finally:
         channel.close()
-    finish(item, nextitem, received, isolation, problems)
+    finish(attempt, nextitem, isolation, problems)
 
 
 def _after_an_abnormal_end(
-    item: pytest.Item,
+    attempt: Attempt,
     child: _forking.Forked,
     ending: tuple[int, bytes] | None,
     channel: _channel.Channel,
-    received: dict[str, pytest.TestReport],
     started: float,
 ) -> list[str]:
     """Reap the child, end what it left, and hand on an exit or Ctrl-C, or report its death.
@@ -226,7 +296,7 @@ def _after_an_abnormal_end(
     left (it covered ``/proc``): its orphans come here once it is gone.
     """
     status = _processes.wait_for(child.pid)
-    problems = end_leftovers(item, child.started)
+    problems = end_leftovers(attempt.item, child.started)
     if ending is not None and ending[0] == _frames.DONE:
         return problems
     if ending is not None and ending[0] == _frames.EXIT:
@@ -236,34 +306,52 @@ def _after_an_abnormal_end(
         raise KeyboardInterrupt
     detail = ending[1].decode(errors="replace") if ending is not None else ""
     detail += channel.stacks()  # what faulthandler wrote at a crash
-    _report_death(item, received, _describe(status, detail), detail, started)
+    _report_death(attempt, _describe(status, detail), detail, started)
     return problems
 
 
 def finish(
-    item: pytest.Item,
+    attempt: Attempt,
     nextitem: pytest.Item | None,
-    received: dict[str, pytest.TestReport],
     isolation: Isolation,
     problems: Sequence[str] = (),
 ) -> None:
-    """Check the host, tear down the scopes that end here, log the one teardown report.
+    """Check the host, tear down the scopes that end here, hand on the one teardown report.
 
     ``problems`` (a warning that this process's filters made an error, say)
     fail the teardown too.
     """
+    item = attempt.item
     leak = isolation.check()  # before the parent's teardown, which may unmount what it mounted
     if item.session.shouldfail or item.session.shouldstop:
         nextitem = None
     reraise = _phases.reraised(item.config)
-    parent_half = _internals.teardown_wider_scopes(item, nextitem, reraise)
-    teardown = _merge_teardown(received["teardown"], parent_half)
+    parent_half = (
+        None
+        if _adapters.reruns(item)  # it needs them again
+        else _internals.teardown_wider_scopes(item, nextitem, reraise)
+    )
+    teardown = _merge_teardown(attempt.received["teardown"], parent_half)
     for problem in [leak, *problems]:
         if problem is not None:
             now = time.time()
             failed = _make_report(item, "teardown", "failed", problem, [], now, now)
             teardown = _merge_teardown(teardown, failed)
-    item.ihook.pytest_runtest_logreport(report=teardown)
+    attempt.hand_on(teardown)
+
+
+def _abandon(item: pytest.Item, child: _forking.Forked, error: BaseException) -> None:
+    """The session ends while the child runs: on Ctrl-C it tears down first; else it is killed."""
+    reaped = False
+    try:
+        if isinstance(error, KeyboardInterrupt):
+            _interrupt(child.pid)  # its function fixtures tear down, as pytest's would at exit
+            reaped = True
+    finally:
+        if reaped:
+            end_leftovers(item, child.started)
+        else:
+            _end_tree(item, child)
 
 
 def _interrupt(pid: int) -> None:
@@ -316,14 +404,9 @@ def end_leftovers(item: pytest.Item, since: int) -> list[str]:
     return [problem] if problem is not None else []
 
 
-def _report_death(
-    item: pytest.Item,
-    received: dict[str, pytest.TestReport],
-    what: str,
-    detail: str,
-    started: float,
-) -> None:
+def _report_death(attempt: Attempt, what: str, detail: str, started: float) -> None:
     """Fail the phase the child was in; a child that vanished never passes."""
+    item, received = attempt.item, attempt.received
     setup = received.get("setup")
     if setup is None:
         phase = "setup"
@@ -341,11 +424,9 @@ def _report_death(
         if text
     ]
     now = time.time()
-    death = _make_report(item, phase, "failed", message, sections, started, now)
-    received[phase] = death
-    if phase != "teardown":  # the teardown report is logged once merged with the parent's
-        item.ihook.pytest_runtest_logreport(report=death)
-        received["teardown"] = _make_report(item, "teardown", "passed", None, [], now, now)
+    attempt.deliver(_make_report(item, phase, "failed", message, sections, started, now))
+    if phase != "teardown":
+        attempt.deliver(_make_report(item, "teardown", "passed", None, [], now, now))
 
 
 def _describe(status: int | None, detail: str) -> str:

@@ -16,6 +16,7 @@ from typing import NoReturn
 import pytest
 
 from . import (
+    _adapters,
     _forking,
     _inprocess,
     _internals,
@@ -154,9 +155,11 @@ def pytest_configure(config: pytest.Config) -> None:
         mode=mode,
     )
     config.stash[forked_instead_key] = 0
+    _internals.route_protocol(config, _run_protocol)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
+    _internals.unroute_protocol(config)
     _thread_namespace.settle()
     _forking.discard_spare(config)
     _runner.reap_exited(config, block=True)
@@ -199,52 +202,65 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         )
 
 
-@pytest.hookimpl(tryfirst=True)
-def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> bool | None:
+def _run_protocol(
+    item: pytest.Item, log: bool, nextitem: pytest.Item | None
+) -> list[pytest.TestReport]:
+    """One run of the item's setup, call and teardown, isolated if it asks for it.
+
+    In place of pytest's ``runtestprotocol``: pytest's protocol calls it once
+    per test, a plugin that reruns tests once per attempt, so each attempt gets
+    a fresh namespace. Whatever stops the isolation before the test starts (a
+    bad declaration, no way to isolate) is left to pytest's own protocol to
+    report, through ``pytest_runtest_setup`` below, as it would report any setup error.
+    """
     if not _wants_isolation(item):
         # No thread of ours while a test runs in pytest's process: it may fork.
         _thread_namespace.settle()
-        return None
+        return _internals.run_pytest_s_protocol(item, log, nextitem)
+    outcome = _run_isolated(item, log, nextitem)
+    if isinstance(outcome, list):
+        return outcome
+    if outcome is not None:
+        item.stash[setup_error_key] = outcome
+    return _internals.run_pytest_s_protocol(item, log, nextitem)
+
+
+def _run_isolated(
+    item: pytest.Item, log: bool, nextitem: pytest.Item | None
+) -> list[pytest.TestReport] | BaseException | None:
+    """The reports of the isolated run, or why nothing of the test ran (None: a skip)."""
     try:
         declaration = _declaration(item)
     except DeclarationError as error:
-        item.stash[setup_error_key] = _declaration_failure(item, error)
-        return None
+        return _declaration_failure(item, error)
     try:
         availability = _availability(item.config)
     except OSError as error:  # no descriptor or process left to probe with: not cached
         message = f"{item.nodeid}: mountns: could not find out how to isolate the test: {error}"
-        item.stash[setup_error_key] = pytest.fail.Exception(message, pytrace=False)
-        return None
+        return pytest.fail.Exception(message, pytrace=False)
     if not availability.available:
         reason = f"mountns: isolation unavailable: {availability.how}"
         if item.config.stash[settings_key].require:
             message = f"{item.nodeid}: {reason} (--mountns-require turns this skip into an error)"
-            item.stash[setup_error_key] = pytest.fail.Exception(message, pytrace=False)
-        else:
-            item.add_marker(pytest.mark.skip(reason=reason))
+            return pytest.fail.Exception(message, pytrace=False)
+        item.add_marker(pytest.mark.skip(reason=reason))
         return None
 
-    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
     in_process = _runs_in_process(item, declaration)
     if not in_process and _wants_in_process(item, declaration):
         item.config.stash[forked_instead_key] += 1
     prepare = functools.partial(_prepare, item, declaration, availability, in_process)
+    attempt = _runner.Attempt(item, log)
+    _adapters.reset_item_state(item)
     try:
         if in_process:
-            failure = _inprocess.run_in_process(item, nextitem, prepare)
+            failure = _inprocess.run_in_process(attempt, nextitem, prepare)
         else:
             _thread_namespace.settle()  # no thread of ours in pytest's process when it forks
-            failure = _runner.run_isolated(item, nextitem, prepare, _prepare_next(nextitem))
+            failure = _runner.run_isolated(attempt, nextitem, prepare, _prepare_next(nextitem))
     finally:
         _remove_mountpoint(item)
-    if failure is not None:
-        # Nothing of the test ran; pytest's own protocol reports the error, as it
-        # would have without isolation, through pytest_runtest_setup below.
-        item.stash[setup_error_key] = failure
-        _internals.run_protocol_unforked(item, nextitem)
-    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
-    return True
+    return attempt.reports if failure is None else failure
 
 
 def _prepare_next(nextitem: pytest.Item | None) -> _runner.Prepare | None:
@@ -358,6 +374,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     """Fail, before any fixture runs, a test whose isolation could not be prepared."""
     error = item.stash.get(setup_error_key, None)
     if error is not None:
+        del item.stash[setup_error_key]  # a rerun tries again
         raise error
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -35,6 +36,24 @@ def no_process_left_behind(orphans_come_here: None) -> Iterator[None]:
     yield
     left = end_descendants()
     assert not left, f"the test left processes running: {left}"
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left_behind() -> Iterator[None]:
+    """A thread a test leaves in the suite's process makes every later fork warn
+    (``ThreadsAtForkWarning``): a test ends the threads it started. The plugin's own
+    come and go as it needs them."""
+    before = set(threading.enumerate())
+    yield
+    left = [
+        thread
+        for thread in threading.enumerate()
+        if thread not in before and not thread.name.startswith("pytest-mountns-")
+    ]
+    for thread in left:
+        thread.join(5)
+    names = [thread.name for thread in left if thread.is_alive()]
+    assert not names, f"the test left threads running: {names}"
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -271,6 +271,10 @@ earlier = threading.Thread(target=answer_what_i_see, daemon=True)
 earlier.start()
 later = {{}}
 
+def teardown_module():  # this runs in the suite's own process: leave no thread behind
+    asks.put(False)
+    earlier.join(10)
+
 @pytest.mark.mountns(TARGET)
 def test_mounts_and_starts_a_thread():
     open(os.path.join(TARGET, "inside"), "w").close()
