@@ -71,7 +71,6 @@ KNOWN = {
     "does not use: each test runs once",
     ("flaky", "inprocess"): "flaky reruns by patching pytest's call_and_report, which the "
     "runner does not use: each test runs once",
-    ("benchmark", "fork"): "results are measured in the child and not sent back: no table, no JSON",
     ("asyncio", "inprocess"): "a session loop's executor thread, started by the first test's "
     "to_thread, stays in that test's namespace: LeftoverThreadWarning says so",
     ("dependency", "fork"): "pytest-dependency records outcomes in the child: dependents skip",

@@ -6,6 +6,7 @@ or ``pytest --mountns-all``; the plugin itself lives in ``pytest_mountns.plugin`
 
 from ._imperative import MountNamespace
 from ._mountinfo import MountEntry
+from ._output import output
 
 __version__ = "0.1.0"
-__all__ = ["MountEntry", "MountNamespace", "__version__"]
+__all__ = ["MountEntry", "MountNamespace", "__version__", "output"]

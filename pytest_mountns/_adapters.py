@@ -1,4 +1,6 @@
-"""What plugins that rerun a test need from an isolated attempt: one small adapter each.
+"""What other plugins need from an isolated attempt in fork mode: one small adapter each.
+
+Plugins that rerun a test, first.
 
 Such a plugin calls pytest's ``runtestprotocol`` once per attempt (each isolated:
 ``_internals.route_protocol``) and, between attempts, decides from attributes
@@ -11,8 +13,10 @@ for pytest's own teardown).
 
 from __future__ import annotations
 
+import copy
 import io
 import pickle
+import types
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -97,6 +101,77 @@ def _picklable(error: BaseException) -> BaseException:
     except Exception:
         return RuntimeError(f"{type(error).__name__}: {error}")
     return error
+
+
+@dataclass(frozen=True)
+class Aggregator:
+    """A plugin that gathers each test's results in pytest's process for the session's end:
+    in fork mode they are made in the child, and sent back (``_output``)."""
+
+    plugin: str
+    mark: Callable[[pytest.Config], int]
+    """In the child, before the test: how many results there are so far."""
+    since: Callable[[pytest.Config, int], list[object]]
+    """In the child, after the test: the new ones, made picklable."""
+    add: Callable[[pytest.Config, list[object]], None]
+    """Here: add them to the plugin's own."""
+
+
+def _benchmarks(config: pytest.Config) -> list[Any]:
+    session = getattr(config, "_benchmarksession", None)
+    return session.benchmarks if session is not None else []
+
+
+def _portable_benchmark(result: Any) -> Any:
+    """pytest-benchmark's result, without its fixture (timers, the test's function),
+    of which the session's table and JSON read only ``has_error``."""
+    portable = copy.copy(result)
+    portable.fixture = types.SimpleNamespace(has_error=result.fixture.has_error)
+    try:
+        pickle.dumps(portable.cprofile_stats)
+    except Exception:
+        portable.cprofile_stats = None
+    return portable
+
+
+AGGREGATORS = (
+    Aggregator(
+        plugin="benchmark",
+        mark=lambda config: len(_benchmarks(config)),
+        since=lambda config, mark: [_portable_benchmark(r) for r in _benchmarks(config)[mark:]],
+        add=lambda config, results: _benchmarks(config).extend(results),
+    ),
+)
+
+
+def _aggregators(config: pytest.Config) -> tuple[Aggregator, ...]:
+    return tuple(each for each in AGGREGATORS if config.pluginmanager.has_plugin(each.plugin))
+
+
+def marks(config: pytest.Config) -> dict[str, int]:
+    """In the child, before the test."""
+    return {each.plugin: each.mark(config) for each in _aggregators(config)}
+
+
+def aggregated(config: pytest.Config, before: dict[str, int]) -> dict[str, list[object]]:
+    """In the child, after the test: the new results, under keys of their own."""
+    found = {}
+    for each in _aggregators(config):
+        results = each.since(config, before[each.plugin])
+        if results:
+            found[_KEY + each.plugin] = results
+    return found
+
+
+def take_aggregated(config: pytest.Config, output: dict[str, Any]) -> None:
+    """Here: give each plugin its results, and leave the rest of the output to the hook."""
+    for each in _aggregators(config):
+        results = output.pop(_KEY + each.plugin, None)
+        if results:
+            each.add(config, results)
+
+
+_KEY = "pytest-mountns:"
 
 
 def _exception_info(error: BaseException) -> pytest.ExceptionInfo[BaseException]:

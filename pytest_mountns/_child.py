@@ -21,7 +21,7 @@ from typing import NoReturn
 
 import pytest
 
-from . import _adapters, _frames, _internals, _linux, _phases, _processes
+from . import _adapters, _frames, _internals, _linux, _output, _phases, _processes
 
 STACKS_SIGNAL = signal.SIGRTMIN + 4
 """Asks a child that overran its timeout to write its Python stacks."""
@@ -57,6 +57,7 @@ def main(
         _internals.renew_request(item)
         hooks.activate(enter, writer)
         junit_mark = _internals.junit_mark(item.config)
+        results_mark = _adapters.marks(item.config)
         with warnings.catch_warnings(record=True) as caught:
             try:
                 _run(item, nextitem, writer)
@@ -71,6 +72,14 @@ def main(
         junit = _internals.junit_changes(item.config, item, junit_mark)
         if junit is not None:
             writer.send(_frames.JUNIT, json.dumps(junit, default=repr).encode())
+        _output.output(item).update(_adapters.aggregated(item.config, results_mark))
+        try:
+            output = _output.pickled(item)
+        except ValueError as error:
+            writer.send(_frames.PROBLEM, str(error).encode())
+        else:
+            if output is not None:
+                writer.send(_frames.OUTPUT, output)
         state = _adapters.item_state(item)
         if state is not None:
             writer.send(_frames.ITEM_STATE, state)

@@ -33,6 +33,10 @@ WARNINGS = ord("W")
 """The warnings the test raised, for pytest's warnings summary."""
 JUNIT = ord("J")
 """What the test recorded for junitxml (attributes, suite properties)."""
+PROBLEM = ord("P")
+"""What the plugin could not do for the test in the child, after it ran: fails its teardown."""
+OUTPUT = ord("O")
+"""What the test put in ``pytest_mountns.output(item)``, pickled (``_output``)."""
 ITEM_STATE = ord("S")
 """Item attributes a rerunning plugin's hooks set in the child (``_adapters``), pickled."""
 EXIT = ord("X")

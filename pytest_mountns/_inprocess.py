@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from . import _internals, _linux, _phases, _processes, _runner
+from . import _internals, _linux, _output, _phases, _processes, _runner
 
 _entry_key = pytest.StashKey[_phases.EnterAtSetup]()
 
@@ -61,6 +61,7 @@ def run_in_process(
             problems = _runner.end_leftovers(item, since)
     if thread_problem is not None:
         problems.append(thread_problem)
+    _output.deliver(item, _output.output(item))
     _runner.finish(attempt, nextitem, isolation, problems)
     return None
 

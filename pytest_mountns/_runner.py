@@ -26,6 +26,7 @@ from . import (
     _frames,
     _internals,
     _linux,
+    _output,
     _phases,
     _processes,
 )
@@ -244,6 +245,12 @@ def _collect(
                 _frames.replay_warnings(payload)
             elif kind == _frames.JUNIT:
                 _internals.apply_junit_changes(item.config, item, json.loads(payload))
+            elif kind == _frames.PROBLEM:
+                problems.append(payload.decode(errors="replace"))
+            elif kind == _frames.OUTPUT:
+                output = _output.unpickled(payload)
+                _adapters.take_aggregated(item.config, output)
+                _output.deliver(item, output)
             elif kind == _frames.ITEM_STATE:
                 _adapters.restore_item_state(item, payload)
             else:

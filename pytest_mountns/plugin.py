@@ -22,11 +22,13 @@ from . import (
     _internals,
     _mountinfo,
     _namespace,
+    _output,
     _plan,
     _probe,
     _runner,
     _spec,
     _thread_namespace,
+    hookspecs,
 )
 from ._imperative import MountNamespace
 from ._plan import MountPlan
@@ -65,6 +67,10 @@ mountpoint_key = pytest.StashKey[str]()
 mount_watch_key = pytest.StashKey[_mountinfo.Watch]()
 no_inprocess_key = pytest.StashKey[str | None]()
 forked_instead_key = pytest.StashKey[int]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspecs)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -252,6 +258,7 @@ def _run_isolated(
     prepare = functools.partial(_prepare, item, declaration, availability, in_process)
     attempt = _runner.Attempt(item, log)
     _adapters.reset_item_state(item)
+    _output.start(item)
     try:
         if in_process:
             failure = _inprocess.run_in_process(attempt, nextitem, prepare)

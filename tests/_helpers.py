@@ -57,6 +57,12 @@ def become_subreaper() -> None:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
 
 
+def ctrl_c_works() -> None:
+    """A ``preexec_fn``: pytest under test takes Ctrl-C even where the suite was started
+    with SIGINT ignored (``nohup``, a background job), which a child would inherit."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def end_descendants(bound: float = 10) -> list[str]:
     """Freeze every process below this one, pass by pass until three passes in a row find
     none running (a process that keeps forking cannot outrun it), then kill and reap them

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._helpers import outcomes, run_in_shared_root
+from tests._helpers import ctrl_c_works, outcomes, run_in_shared_root
 
 
 def alive(pid: int) -> bool:
@@ -137,6 +137,35 @@ def test_daemonizes():
     assert wait_until_gone(pids_in(pids)) == []
 
 
+def test_a_server_an_in_process_test_left_running_is_killed_and_reported(
+    pytester: pytest.Pytester,
+) -> None:
+    """It runs in the test's namespace and keeps it alive: as in fork mode, it ends."""
+    pids = pytester.path / "pids.txt"
+    pytester.makepyfile(
+        f"""
+import subprocess, pytest
+
+@pytest.mark.mountns(fork=False)
+def test_starts_a_server():
+    with open({str(pids)!r}, "w") as f:
+        f.write(str(subprocess.Popen(["sleep", "300"]).pid))
+
+def test_after():
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess(timeout=60)
+    result.assert_outcomes(passed=2, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*test_starts_a_server*",
+            "*LeftoverProcessWarning: mountns: killed 1 process(es)*sleep 300*",
+        ]
+    )
+    assert wait_until_gone(pids_in(pids)) == []
+
+
 def test_what_a_crashed_test_left_is_killed_too(pytester: pytest.Pytester) -> None:
     pids = pytester.path / "pids.txt"
     pytester.makepyfile(
@@ -184,7 +213,7 @@ def test_never_runs():
     process = subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
         cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=ctrl_c_works,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 30

@@ -16,6 +16,7 @@ import time
 import pytest
 
 from pytest_mountns import _mountinfo
+from tests._helpers import ctrl_c_works
 from tests.conftest import Differential
 
 BOUND = 60
@@ -467,7 +468,7 @@ def test_ctrl_c_to_the_process_group_tears_the_test_down_once_and_completely(
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
     process = subprocess.Popen(
         command, cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        start_new_session=True,
+        start_new_session=True, preexec_fn=ctrl_c_works,
     )  # fmt: skip
     try:
         deadline = time.monotonic() + BOUND
