@@ -73,7 +73,6 @@ KNOWN = {
     "runner does not use: each test runs once",
     ("asyncio", "inprocess"): "a session loop's executor thread, started by the first test's "
     "to_thread, stays in that test's namespace: LeftoverThreadWarning says so",
-    ("dependency", "fork"): "pytest-dependency records outcomes in the child: dependents skip",
     ("syrupy", "fork"): "snapshots are collected in the child, written by pytest's process: none",
 }
 Observation = dict[str, object]

@@ -26,8 +26,9 @@ import pytest
 
 @dataclass(frozen=True)
 class Adapter:
-    plugin: str
-    """The name the plugin is registered under; the adapter applies where it is active."""
+    plugin: tuple[str, ...]
+    """The names the plugin is registered under (its entry point's, its module's, with
+    ``-p``); the adapter applies where it is active."""
     item_state: dict[str, Callable[[], object]]
     """Item attributes its hooks set during an attempt, read here after it, with what
     they hold before the attempt (a child that dies sends none back)."""
@@ -37,7 +38,7 @@ class Adapter:
 
 ADAPTERS = (
     Adapter(
-        plugin="rerunfailures",
+        plugin=("rerunfailures", "pytest_rerunfailures"),
         item_state={
             "_test_failed_statuses": dict,
             "_terminal_errors": dict,
@@ -51,8 +52,12 @@ ADAPTERS = (
 )
 
 
+def _registered(config: pytest.Config, names: tuple[str, ...]) -> bool:
+    return any(config.pluginmanager.has_plugin(name) for name in names)
+
+
 def _active(config: pytest.Config) -> tuple[Adapter, ...]:
-    return tuple(adapter for adapter in ADAPTERS if config.pluginmanager.has_plugin(adapter.plugin))
+    return tuple(adapter for adapter in ADAPTERS if _registered(config, adapter.plugin))
 
 
 def reset_item_state(item: pytest.Item) -> None:
@@ -105,20 +110,20 @@ def _picklable(error: BaseException) -> BaseException:
 
 @dataclass(frozen=True)
 class Aggregator:
-    """A plugin that gathers each test's results in pytest's process for the session's end:
-    in fork mode they are made in the child, and sent back (``_output``)."""
+    """A plugin that gathers each test's results in pytest's process, for later tests or
+    the session's end: in fork mode they are made in the child, and sent back (``_output``)."""
 
-    plugin: str
-    mark: Callable[[pytest.Config], int]
-    """In the child, before the test: how many results there are so far."""
-    since: Callable[[pytest.Config, int], list[object]]
-    """In the child, after the test: the new ones, made picklable."""
-    add: Callable[[pytest.Config, list[object]], None]
-    """Here: add them to the plugin's own."""
+    plugin: tuple[str, ...]
+    mark: Callable[[pytest.Item], Any]
+    """In the child, before the test: where its results stand."""
+    since: Callable[[pytest.Item, Any], Any]
+    """In the child, after the test: what is new since the mark, picklable; falsy: nothing."""
+    add: Callable[[pytest.Item, Any], None]
+    """Here: add it to the plugin's own."""
 
 
-def _benchmarks(config: pytest.Config) -> list[Any]:
-    session = getattr(config, "_benchmarksession", None)
+def _benchmarks(item: pytest.Item) -> list[Any]:
+    session = getattr(item.config, "_benchmarksession", None)
     return session.benchmarks if session is not None else []
 
 
@@ -134,41 +139,88 @@ def _portable_benchmark(result: Any) -> Any:
     return portable
 
 
+def _dependency_results(item: pytest.Item) -> dict[str, dict[str, Any]]:
+    """pytest-dependency's outcomes so far, per node that keeps them (session to class)."""
+    return {
+        node.nodeid: {name: dict(status.results) for name, status in manager.results.items()}
+        for node in item.listchain()
+        if (manager := getattr(node, "dependencyManager", None)) is not None
+    }
+
+
+def _dependency_since(item: pytest.Item, before: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The managers whose outcomes the test changed, each with only the changed entries."""
+    changed = {}
+    for node in item.listchain():
+        manager = getattr(node, "dependencyManager", None)
+        if manager is None:
+            continue
+        earlier = before.get(node.nodeid, {})
+        fresh = {
+            name: status
+            for name, status in manager.results.items()
+            if earlier.get(name) != status.results
+        }
+        if fresh:
+            manager_copy = copy.copy(manager)
+            manager_copy.results = fresh
+            changed[node.nodeid] = manager_copy
+    return changed
+
+
+def _dependency_add(item: pytest.Item, changed: dict[str, Any]) -> None:
+    for node in item.listchain():
+        shipped = changed.get(node.nodeid)
+        if shipped is None:
+            continue
+        manager = getattr(node, "dependencyManager", None)
+        if manager is None:
+            node.dependencyManager = shipped  # type: ignore[attr-defined]
+        else:
+            manager.results.update(shipped.results)
+
+
 AGGREGATORS = (
     Aggregator(
-        plugin="benchmark",
-        mark=lambda config: len(_benchmarks(config)),
-        since=lambda config, mark: [_portable_benchmark(r) for r in _benchmarks(config)[mark:]],
-        add=lambda config, results: _benchmarks(config).extend(results),
+        plugin=("benchmark", "pytest_benchmark.plugin"),
+        mark=lambda item: len(_benchmarks(item)),
+        since=lambda item, mark: [_portable_benchmark(r) for r in _benchmarks(item)[mark:]],
+        add=lambda item, results: _benchmarks(item).extend(results),
+    ),
+    Aggregator(
+        plugin=("dependency", "pytest_dependency"),
+        mark=_dependency_results,
+        since=_dependency_since,
+        add=_dependency_add,
     ),
 )
 
 
 def _aggregators(config: pytest.Config) -> tuple[Aggregator, ...]:
-    return tuple(each for each in AGGREGATORS if config.pluginmanager.has_plugin(each.plugin))
+    return tuple(each for each in AGGREGATORS if _registered(config, each.plugin))
 
 
-def marks(config: pytest.Config) -> dict[str, int]:
+def marks(item: pytest.Item) -> dict[str, Any]:
     """In the child, before the test."""
-    return {each.plugin: each.mark(config) for each in _aggregators(config)}
+    return {each.plugin[0]: each.mark(item) for each in _aggregators(item.config)}
 
 
-def aggregated(config: pytest.Config, before: dict[str, int]) -> dict[str, list[object]]:
+def aggregated(item: pytest.Item, before: dict[str, Any]) -> dict[str, Any]:
     """In the child, after the test: the new results, under keys of their own."""
     found = {}
-    for each in _aggregators(config):
-        results = each.since(config, before[each.plugin])
+    for each in _aggregators(item.config):
+        results = each.since(item, before[each.plugin[0]])
         if results:
-            found[_KEY + each.plugin] = results
+            found[_KEY + each.plugin[0]] = results
     return found
 
 
-def take_aggregated(config: pytest.Config, output: dict[str, Any]) -> None:
+def take_aggregated(item: pytest.Item, output: dict[str, Any]) -> None:
     """Here: give each plugin its results, and leave the rest of the output to the hook."""
-    for each in _aggregators(config):
-        results = output.pop(_KEY + each.plugin, None)
+    for each in _aggregators(item.config):
+        results = output.pop(_KEY + each.plugin[0], None)
         if results:
-            each.add(config, results)
+            each.add(item, results)
 
 
 _KEY = "pytest-mountns:"

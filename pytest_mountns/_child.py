@@ -57,7 +57,7 @@ def main(
         _internals.renew_request(item)
         hooks.activate(enter, writer)
         junit_mark = _internals.junit_mark(item.config)
-        results_mark = _adapters.marks(item.config)
+        results_mark = _adapters.marks(item)
         with warnings.catch_warnings(record=True) as caught:
             try:
                 _run(item, nextitem, writer)
@@ -72,7 +72,7 @@ def main(
         junit = _internals.junit_changes(item.config, item, junit_mark)
         if junit is not None:
             writer.send(_frames.JUNIT, json.dumps(junit, default=repr).encode())
-        _output.output(item).update(_adapters.aggregated(item.config, results_mark))
+        _output.output(item).update(_adapters.aggregated(item, results_mark))
         try:
             output = _output.pickled(item)
         except ValueError as error:

@@ -22,6 +22,7 @@ import pytest
 from _pytest import runner as _pytest_runner
 from _pytest.fixtures import TopRequest
 from _pytest.junitxml import xml_key
+from _pytest.runner import check_interactive_exception as check_interactive_exception
 from _pytest.runner import show_test_item as _show_test_item
 from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 

@@ -1,14 +1,14 @@
 """Setup, call and teardown of one item, as pytest runs them, for either runner.
 
-Public pytest API (``CallInfo``, the makereport and interact hooks), and
-pytest's ``--setup-show`` line through ``_internals``. The runner decides where
-each report goes (down a pipe, or to pytest's log), and what the isolation's
-``enter`` is; ``EnterAtSetup`` runs it first in setup.
+Public pytest API (``CallInfo``, the makereport and interact hooks), and,
+through ``_internals``, pytest's ``--setup-show`` line and its rule for when the
+debugger starts. The runner decides where each report goes (down a pipe, or to
+pytest's log), and what the isolation's ``enter`` is; ``EnterAtSetup`` runs it
+first in setup.
 """
 
 from __future__ import annotations
 
-import bdb
 import warnings
 from collections.abc import Callable
 
@@ -71,15 +71,9 @@ def _call_and_report(
     call = pytest.CallInfo.from_call(run, when=when, reraise=reraised(item.config))  # type: ignore[arg-type]
     report: pytest.TestReport = item.ihook.pytest_runtest_makereport(item=item, call=call)
     deliver(report)
-    if _is_interactive(call, report):
+    if _internals.check_interactive_exception(call, report):
         item.ihook.pytest_exception_interact(node=item, call=call, report=report)
     return report
-
-
-def _is_interactive(call: pytest.CallInfo[None], report: pytest.TestReport) -> bool:
-    if call.excinfo is None or hasattr(report, "wasxfail"):
-        return False
-    return not isinstance(call.excinfo.value, (pytest.skip.Exception, bdb.BdbQuit))
 
 
 class EnterAtSetup:

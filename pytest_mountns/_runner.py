@@ -249,7 +249,7 @@ def _collect(
                 problems.append(payload.decode(errors="replace"))
             elif kind == _frames.OUTPUT:
                 output = _output.unpickled(payload)
-                _adapters.take_aggregated(item.config, output)
+                _adapters.take_aggregated(item, output)
                 _output.deliver(item, output)
             elif kind == _frames.ITEM_STATE:
                 _adapters.restore_item_state(item, payload)

@@ -8,7 +8,8 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable
+import unittest
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -425,11 +426,40 @@ def _availability(config: pytest.Config) -> _probe.Availability:
 
 def _declaration(item: pytest.Item) -> _spec.Declaration:
     """Parse and merge the item's markers: the closest one wins per target."""
+    declaration = _merged(item, item.iter_markers("mountns"))
+    _check_class_setup(item)
+    return declaration
+
+
+def _merged(item: pytest.Item, markers: Iterable[pytest.Mark]) -> _spec.Declaration:
     base = str(item.path.parent)
-    return _spec.merge(
-        _spec.parse_marker(marker.args, marker.kwargs, base)
-        for marker in item.iter_markers("mountns")
-    )
+    return _spec.merge(_spec.parse_marker(marker.args, marker.kwargs, base) for marker in markers)
+
+
+def _check_class_setup(item: pytest.Item) -> None:
+    """Refuse mounts declared for a ``TestCase`` class whose class setup would miss them.
+
+    unittest runs ``setUpClass`` and ``tearDownClass`` once per class, in pytest's
+    process, outside every test's namespace: what they write to a declared path
+    would land on the host, and the tests would not see it.
+    """
+    cls = getattr(item, "cls", None)
+    if not (isinstance(cls, type) and issubclass(cls, unittest.TestCase)):
+        return
+    own = [
+        name
+        for name in ("setUpClass", "tearDownClass")
+        if getattr(cls, name).__func__ is not getattr(unittest.TestCase, name).__func__
+    ]
+    assert item.parent is not None
+    if own and _merged(item, item.parent.iter_markers("mountns")).mounts:
+        raise DeclarationError(
+            f"on {cls.__name__}",
+            f"it defines {' and '.join(own)}, which unittest runs once for the class, "
+            "in pytest's process, outside each test's namespace: what it does with the "
+            "declared paths would reach the host. Do that in setUp and tearDown, which run "
+            "inside",
+        )
 
 
 def _declaration_failure(item: pytest.Item, error: DeclarationError) -> BaseException:

@@ -462,3 +462,27 @@ def test_subtests_count_and_print_once_on_a_terminal_and_under_xdist(
     ]
     plain_run, _ = differential.run("-p", "xdist", "-n", "2", subprocess=True)  # counts equal
     assert plain_run.parseoutcomes() == {"failed": 2, "passed": 1}
+
+
+def test_the_debugger_starts_where_pytest_s_would(
+    pytester: pytest.Pytester, differential: Differential
+) -> None:
+    """pytest 9 does not debug a unittest.SkipTest (pytest 8 does): as plain, whichever.
+
+    The inner pytest's stdin is closed: the debugger quits at once, ending the run."""
+    pytester.makepyfile(
+        """
+import unittest
+
+def test_skips_the_unittest_way():
+    raise unittest.SkipTest("not here")
+
+def test_fails():
+    assert 0
+"""
+    )
+    # Without the unittest plugin, which would turn SkipTest into pytest's skip first.
+    plain, isolated = differential.run("--pdb", "-p", "no:unittest", subprocess=True)
+    assert outcomes(isolated.stdout.str()) == outcomes(plain.stdout.str())
+    entered = [result.stdout.str().count("entering PDB") for result in (plain, isolated)]
+    assert entered[0] == entered[1] >= 1
