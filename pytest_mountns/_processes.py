@@ -146,7 +146,7 @@ class Processes:
         dead = [
             pid
             for pid in self.children()
-            if pid not in keep and self._state(pid)[0] == "Z" and self._state(pid)[1] >= since
+            if pid not in keep and (state := self._state(pid))[0] == "Z" and state[1] >= since
         ]
         reap(dead)
         return len(dead)
@@ -182,7 +182,7 @@ class Processes:
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             ours = {pid for pid, _ in frozen}
-            while time.monotonic() < deadline and set(self.children()) & ours:
+            while ours and time.monotonic() < deadline and set(self.children()) & ours:
                 reap(pid for pid in self.children() if pid in ours)  # and the orphans they had
         finally:
             for pidfd, _ in frozen.values():
