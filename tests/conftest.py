@@ -23,9 +23,20 @@ def host_mount_table_unchanged() -> Iterator[None]:
     assert mount_table() == before, "the suite changed the host's mount table"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """What an inner run leaves running is adopted by the suite, not by init: by each
+    xdist worker, and by the controller too, for what a worker killed mid-test (``-x``
+    stops workers after a grace) leaves behind."""
+    become_subreaper()
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    end_descendants()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def orphans_come_here() -> None:
-    """What an inner run leaves running is adopted by the suite, not by init."""
+    """In this process (an xdist worker, or the only one), orphans come here."""
     become_subreaper()
 
 
