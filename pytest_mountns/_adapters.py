@@ -226,5 +226,34 @@ def take_aggregated(item: pytest.Item, output: dict[str, Any]) -> None:
 _KEY = "pytest-mountns:"
 
 
+class UnsupportedPluginWarning(pytest.PytestWarning):
+    """An active plugin that does not work as without isolation, and why."""
+
+
+UNSUPPORTED = {
+    # registered names: (modes affected, why)
+    ("flaky",): (
+        "fork and inprocess",
+        "its reruns do not apply to isolated tests: it patches pytest's call_and_report, "
+        "which isolation does not use (pytest-rerunfailures' reruns work)",
+    ),
+    ("syrupy",): (
+        "fork",
+        "snapshots asserted in a forked child are neither written nor reported "
+        "(in-process mode, or fork=False on snapshot tests, works)",
+    ),
+}
+
+
+def warn_about_unsupported(config: pytest.Config, mode: str) -> None:
+    """At configure time, once per active plugin that isolation in ``mode`` changes."""
+    for names, (modes, why) in UNSUPPORTED.items():
+        if _registered(config, names) and mode in modes:
+            config.issue_config_time_warning(
+                UnsupportedPluginWarning(f"mountns: {names[0]} ({modes} mode): {why}"),
+                stacklevel=2,
+            )
+
+
 def _exception_info(error: BaseException) -> pytest.ExceptionInfo[BaseException]:
     return pytest.ExceptionInfo.from_exc_info((type(error), error, error.__traceback__))  # type: ignore[arg-type]

@@ -163,6 +163,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[forked_instead_key] = 0
     _internals.route_protocol(config, _run_protocol)
+    _adapters.warn_about_unsupported(config, mode)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
