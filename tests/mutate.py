@@ -138,7 +138,11 @@ def run(name: str, file: str, old: str, new: str) -> tuple[bool, float, str]:
             [sys.executable, "-m", "pytest", "-n", "2", "-x", "-q", "-p", "no:cacheprovider"],
             cwd=copy, env=env, capture_output=True, text=True, timeout=3600,
         )  # fmt: skip
-        failed = [line for line in done.stdout.splitlines() if line.startswith("FAILED")]
+        failed = [
+            line
+            for line in done.stdout.splitlines()
+            if line.startswith(("FAILED tests/", "ERROR tests/"))
+        ]
         return done.returncode != 0, time.monotonic() - started, (failed or [""])[0]
 
 

@@ -216,9 +216,13 @@ def test_a_test_that_stops_itself_fails_instead_of_hanging(pytester: pytest.Pyte
         @pytest.mark.mountns(fork=True)
         def test_stopped_and_continued_by_its_own_helper():
             helper = os.fork()
-            if helper == 0:
+            if helper == 0:  # continues the test as soon as it is stopped
                 import time
-                time.sleep(0.2)
+                def state():
+                    with open(f"/proc/{os.getppid()}/stat") as f:
+                        return f.read().rsplit(")", 1)[1].split()[0]
+                while state() != "T":
+                    time.sleep(0.001)
                 os.kill(os.getppid(), signal.SIGCONT)
                 os._exit(0)
             os.kill(os.getpid(), signal.SIGSTOP)
@@ -482,3 +486,34 @@ def test_ctrl_c_to_the_process_group_tears_the_test_down_once_and_completely(
             process.wait()
     assert process.returncode == pytest.ExitCode.INTERRUPTED, output
     assert done.read_text() == "0\n1\n2\n3\n4\n"
+
+
+def test_the_copy_of_a_ctrl_c_that_lands_in_the_teardown_does_not_cut_it_short(
+    pytester: pytest.Pytester,
+) -> None:
+    """The terminal's Ctrl-C reaches the child, and pytest's process forwards it too:
+    that copy usually coalesces with the first, but may land during the teardown."""
+    done = pytester.path / "torn-down"
+    pytester.makepyfile(
+        f"""
+        import os, signal, pytest
+
+        @pytest.fixture
+        def teardown_hit_by_the_copy():
+            yield
+            os.kill(os.getpid(), signal.SIGINT)  # as the forwarded copy, late
+            with open({str(done)!r}, "w") as f:
+                f.write("complete")
+
+        @pytest.mark.mountns
+        def test_interrupted(teardown_hit_by_the_copy):
+            os.kill(os.getpid(), signal.SIGINT)  # the terminal's
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"],
+        cwd=pytester.path, capture_output=True, text=True, timeout=BOUND,
+        preexec_fn=ctrl_c_works,
+    )  # fmt: skip
+    assert completed.returncode == pytest.ExitCode.INTERRUPTED, completed.stdout
+    assert done.read_text() == "complete"
