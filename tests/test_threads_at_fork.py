@@ -90,3 +90,24 @@ def test_waits_on_the_worker(executor):
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     assert outcomes(result.stdout.str()) == {"passed": 2}
+
+
+@pytest.mark.parametrize(
+    ("action", "expected"),
+    [("ignore", {"passed": 2}), ("error", {"passed": 1, "errors": 1})],
+)
+def test_filters_name_the_warning_by_its_public_name(
+    pytester: pytest.Pytester, action: str, expected: dict[str, int]
+) -> None:
+    pytester.makepyfile(
+        EXECUTOR
+        + """
+@pytest.mark.mountns
+def test_isolated(executor):
+    pass
+"""
+    )
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-W", f"{action}::pytest_mountns.ThreadsAtForkWarning"
+    )
+    assert outcomes(result.stdout.str()) == expected
