@@ -243,11 +243,18 @@ import os, subprocess, sys, time, pytest
 MARKER = {marker!r}
 REFORK = (
     "import os, sys, time\\n"
+    "open(sys.argv[2], 'w').close()\\n"
     "while True:\\n"
     "    if os.fork():\\n"
     "        os._exit(0)\\n"
     "    time.sleep(0.001)\\n"
 )
+
+def start_reforking(name):  # returns once it runs: there is a leftover to find, whatever the load
+    started = os.path.abspath(name + ".started")
+    subprocess.Popen([sys.executable, "-c", REFORK, MARKER, started])
+    while not os.path.exists(started):
+        time.sleep(0.01)
 
 def daemon():
     if os.fork() == 0:
@@ -263,18 +270,16 @@ def test_hides_proc_and_leaves_a_daemon():
 
 @pytest.mark.mountns
 def test_leaves_a_process_that_keeps_reforking():
-    subprocess.Popen([sys.executable, "-c", REFORK, MARKER])
-    time.sleep(0.2)
+    start_reforking("left")
 
-@pytest.mark.mountns(timeout=1)
+@pytest.mark.mountns(timeout=5)
 def test_reforks_and_times_out():
-    subprocess.Popen([sys.executable, "-c", REFORK, MARKER])
+    start_reforking("timed-out")
     time.sleep(600)
 
 @pytest.mark.mountns
 def test_reforks_and_crashes():
-    subprocess.Popen([sys.executable, "-c", REFORK, MARKER])
-    time.sleep(0.2)
+    start_reforking("crashed")
     os._exit(3)
 """
 
