@@ -1,9 +1,12 @@
-"""Every use of pytest's private API, in one module, tested against pytest 8.x and 9.x.
+"""Every use of pytest's private API, in one module, tested against pytest 8.3 to 9.x
+(``tests/test_internals.py`` has a canary for each).
 
 Forking a test at the right point needs what pytest has no public API for:
-setting up an item's collectors and wider-scoped fixtures without its own
-setup, the setup state's finalizer stack, the capture manager's global
-capture, the evaluation of skip marks; and, from pluggy, turning off hook
+taking the place of ``runtestprotocol`` (so that whoever drives the protocol,
+pytest or a plugin that reruns, gets each run isolated), setting up an item's
+collectors and wider-scoped fixtures without its own setup, the setup state's
+finalizer stack, the capture manager's global capture, the evaluation of skip
+marks, when the debugger starts; and, from pluggy, turning off hook
 implementations in the child.
 """
 
