@@ -153,12 +153,12 @@ def unroute_protocol(config: pytest.Config) -> None:
 
 
 def _replace_everywhere(old: object, new: object) -> None:
-    """In every loaded module that holds ``old`` as ``runtestprotocol`` (read without
-    ``getattr``, which would run a module's own ``__getattr__``)."""
+    """In every loaded module that holds ``old`` as ``runtestprotocol``, read from its
+    namespace: no ``getattr``, which would run a lazy module's own ``__getattr__``, and
+    nothing but modules (some packages put other objects in ``sys.modules``)."""
     for module in list(sys.modules.values()):
-        namespace = getattr(module, "__dict__", None)
-        if isinstance(namespace, dict) and namespace.get("runtestprotocol") is old:
-            namespace["runtestprotocol"] = new
+        if isinstance(module, ModuleType) and module.__dict__.get("runtestprotocol") is old:
+            module.__dict__["runtestprotocol"] = new
 
 
 def _routed_protocol(

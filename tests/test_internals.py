@@ -138,3 +138,17 @@ def test_pluggy_hook_implementations_expose_what_silencing_uses(item: pytest.Ite
         assert isinstance(impl, pluggy.HookImpl)
         for attribute in ("function", "plugin", "plugin_name", "wrapper", "hookwrapper"):
             assert hasattr(impl, attribute), f"pluggy's HookImpl.{attribute} is gone"
+
+
+def test_a_session_puts_pytest_s_runtestprotocol_back_as_it_found_it(
+    pytester: pytest.Pytester,
+) -> None:
+    """pytester's in-process sessions route and unroute inside this one's routing."""
+    from pytest_mountns import _internals
+
+    found = pytest_runner.runtestprotocol
+    sessions = _internals._sessions_routed
+    pytester.makepyfile("def test_one(): pass")
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
+    assert pytest_runner.runtestprotocol is found
+    assert _internals._sessions_routed == sessions
