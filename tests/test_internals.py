@@ -16,6 +16,8 @@ from _pytest.fixtures import TopRequest
 from _pytest.junitxml import LogXML, xml_key
 from _pytest.skipping import evaluate_skip_marks, evaluate_xfail_marks
 
+from pytest_mountns import _internals
+
 CANARY = """
 import pytest
 
@@ -144,8 +146,6 @@ def test_a_session_puts_pytest_s_runtestprotocol_back_as_it_found_it(
     pytester: pytest.Pytester,
 ) -> None:
     """pytester's in-process sessions route and unroute inside this one's routing."""
-    from pytest_mountns import _internals
-
     found = pytest_runner.runtestprotocol
     sessions = _internals._sessions_routed
     pytester.makepyfile("def test_one(): pass")
