@@ -159,20 +159,29 @@ class Processes:
         is signalled: pids come round again, and a busy machine hands a dead one's pid
         to another process soon. ``reap_dead`` runs before each walk (and says how
         many it reaped): a process that forks itself over and over leaves a dead
-        child at each step, which would slow every walk down. Once a walk found
-        something, or a dead one was reaped, the end takes two quiet walks in a row,
-        a moment apart: a process that moved parents during one may be missed by it.
+        child at each step, which would slow every walk down. A walk is quiet when
+        it finds nothing new: a process it found that died before it could be frozen
+        is something new, the first time (what it forked a moment before is out there).
+        Once anything was found or reaped, the end takes two quiet walks in a row, a
+        moment apart: a process that moved parents during one may be missed by it.
         """
         frozen: dict[tuple[int, int], tuple[int, str]] = {}  # (pid, start) -> (pidfd, described)
+        departed: set[int] = set()
         quiet = 0
         something = False
         deadline = time.monotonic() + ENDING_BOUND
         try:
             while time.monotonic() < deadline:
                 something = bool(reap_dead()) or something
-                fresh = [held for pid in walk() if (held := self._freeze(pid, frozen))]
-                if fresh:
+                found = [(pid, self._freeze(pid, frozen)) for pid in walk()]
+                if any(outcome == "frozen" for _, outcome in found):
                     quiet = 0
+                    continue
+                gone = {pid for pid, outcome in found if outcome == "gone"} - departed
+                if gone:  # one forked and died between the walk and the freeze
+                    departed |= gone  # (a zombie below a frozen parent stays: once is enough)
+                    something, quiet = True, 0
+                    time.sleep(0.002)
                     continue
                 quiet += 1
                 if not (frozen or something) or quiet == 2:
@@ -189,22 +198,25 @@ class Processes:
                 os.close(pidfd)
         return {pid: described for (pid, _), (_, described) in frozen.items()}
 
-    def _freeze(self, pid: int, frozen: dict[tuple[int, int], tuple[int, str]]) -> bool:
-        """Stop ``pid`` unless it is frozen already or no longer running; whether it was."""
+    def _freeze(self, pid: int, frozen: dict[tuple[int, int], tuple[int, str]]) -> str:
+        """Stop ``pid``: ``"frozen"`` now, ``"known"`` (frozen before), or ``"gone"``
+        (dead, or its pid already another process's)."""
         state, started = self._state(pid)
-        if state in ("", "Z") or (pid, started) in frozen:
-            return False
+        if (pid, started) in frozen:
+            return "known"
+        if state in ("", "Z"):
+            return "gone"
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
-            return False
+            return "gone"
         if self._state(pid)[1] != started:  # not the process seen: its pid came round again
             os.close(pidfd)
-            return False
+            return "gone"
         with contextlib.suppress(ProcessLookupError):
             signal.pidfd_send_signal(pidfd, signal.SIGSTOP)
         frozen[(pid, started)] = (pidfd, self.describe(pid))
-        return True
+        return "frozen"
 
 
 _view: Processes | None = None

@@ -9,12 +9,13 @@ import ctypes
 import errno
 import os
 import pickle
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from pytest_mountns import _linux, _namespace
+from pytest_mountns import _linux, _namespace, _processes
 from pytest_mountns._spec import TmpfsOptions
 
 
@@ -204,3 +205,20 @@ def test_nothing_is_created_off_the_mounts_a_test_owns(tmp_path: Path) -> None:
     with pytest.raises(PermissionError, match="is not on a mount this test owns"):
         _namespace._create(str(missing), is_file=False, owned={os.stat("/proc").st_dev})
     assert not (tmp_path / "a").exists()
+
+
+def test_ending_goes_on_when_what_a_walk_found_died_before_it_was_frozen() -> None:
+    """A process that forks itself and exits, over and over, is found dead by one walk and
+    as its fork by the next: a first walk that froze nothing must not end the search."""
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    live = subprocess.Popen(["sleep", "60"])
+    walks = iter([[dead.pid], [live.pid]])
+    try:
+        ended = _processes.view().end(lambda: next(walks, []), lambda: 0)
+        assert list(ended) == [live.pid]
+        with pytest.raises(ProcessLookupError):  # killed, and reaped by the end itself
+            os.kill(live.pid, 0)
+    finally:
+        live.kill()
+        live.wait()
