@@ -7,7 +7,7 @@
 set -u
 runs=${1:-50}
 log=${2:-/tmp/mountns-repeat.log}
-python=$(realpath "${PYTHON:-python3}")
+python=$(realpath -s "$(command -v "${PYTHON:-python3}")")  # -s: a venv's python is a symlink
 tree=$(mktemp -d /tmp/mountns-repeat-XXXXXX)
 git worktree add --quiet --detach "$tree" HEAD || exit 1
 trap 'git worktree remove --force "$tree"' EXIT
