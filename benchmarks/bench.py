@@ -80,7 +80,9 @@ from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = Path.home() / ".cache" / "pytest-mountns-bench"
-VENV_REQUIREMENTS = ("pytest>=8.4,<9", "pytest-forked")
+VENV_REQUIREMENTS = ("pytest>=8.4,<9", "pytest-forked", "pytest-xdist")
+WORKERS = 2
+"""``-n`` of the all-cores-busy variants (xdist): as many workers as this machine's 2 cores."""
 OUT_ENV = "MOUNTNS_BENCH_OUT"
 HOLD_ENV = "MOUNTNS_BENCH_HOLD_MIB"
 BUDGET_VS_FORKED = 0.75
@@ -145,6 +147,8 @@ def pytest_sessionstart(session):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_sessionfinish(session):
+    if hasattr(session.config, "workerinput"):
+        return  # an xdist worker: the controller writes the file
     end = _snapshot()
     result = {{key: end[key] - _start[key] for key in end}}
     result["mounts"] = _start["mounts"]
@@ -154,13 +158,20 @@ def pytest_sessionfinish(session):
 '''
 
 
-def write_suite(root: Path, tests: int) -> None:
-    """The N trivial tests, their conftest and ini file, and the probe plugin."""
+def write_suite(root: Path, tests: int, modules: int) -> None:
+    """The N trivial tests spread over ``modules`` files, their conftest and ini file, the probe.
+
+    Many modules, because a spare child is forked only for a test of the same
+    module: one file of N tests would flatter it.
+    """
     (root / "pytest.ini").write_text(PYTEST_INI)
     (root / "conftest.py").write_text(CONFTEST)
     (root / "_bench_probe.py").write_text(PROBE_PLUGIN)
-    body = "".join(f"def test_{i}():\n    pass\n\n\n" for i in range(tests))
-    (root / "test_trivial.py").write_text(body.rstrip() + "\n")
+    for module in range(modules):
+        numbers = range(module, tests, modules)
+        body = "".join(f"def test_{i}():\n    pass\n\n\n" for i in numbers)
+        name = "test_trivial.py" if modules == 1 else f"test_trivial_{module:03d}.py"
+        (root / name).write_text(body.rstrip() + "\n")
 
 
 # --- the interpreter: a cached venv with pytest 8 and pytest-forked -----------------------
@@ -175,6 +186,7 @@ class Interpreter:
     """``-p pytest_mountns.plugin`` where the plugin is not installed, so not auto-loaded."""
     forked: bool
     note: str
+    xdist: bool
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -277,7 +289,7 @@ def choose_interpreter() -> Interpreter:
     try:
         python = str(build_venv())
         venv = Path(python).parents[1]
-        return Interpreter(python, (), (), True, f"venv {venv}: {versions(python)}")
+        return Interpreter(python, (), (), True, f"venv {venv}: {versions(python)}", True)
     except (OSError, RuntimeError, subprocess.CalledProcessError) as error:
         print(f"note: the benchmark venv could not be built ({error});", file=sys.stderr)
         print("note: skipping pytest-forked, running this interpreter", file=sys.stderr)
@@ -286,7 +298,7 @@ def choose_interpreter() -> Interpreter:
     note = f"{sys.executable} with {REPO} on PYTHONPATH: {versions(sys.executable)}"
     # Importing the checkout itself: write no __pycache__ into it.
     no_bytecode = {"PYTHONDONTWRITEBYTECODE": "1"}
-    return Interpreter(sys.executable, pythonpath, plugin_args, False, note, no_bytecode)
+    return Interpreter(sys.executable, pythonpath, plugin_args, False, note, False, no_bytecode)
 
 
 # --- running pytest ------------------------------------------------------------------------
@@ -307,6 +319,8 @@ class Case:
 class Sample:
     wall_s: float
     probe: dict[str, float]
+    tree_cpu_s: float
+    """CPU of pytest and every process it started (xdist's workers, their children), reaped."""
 
 
 class BenchError(RuntimeError):
@@ -349,16 +363,19 @@ class Runner:
         out = self.suite / "probe.json"
         out.unlink(missing_ok=True)
         env = self.environment({**case.env, OUT_ENV: str(out)})
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         start = time.perf_counter()
         done = subprocess.run(
             self.command(case), cwd=self.suite, env=env, capture_output=True, text=True
         )
         wall = time.perf_counter() - start
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        tree_cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
         summary = re.compile(rf"(?m)^{self.tests} passed( in|,)")
         if done.returncode != 0 or not summary.search(done.stdout) or not out.exists():
             output = tail(done.stdout + done.stderr)
             raise BenchError(f"{case.name}: exit {done.returncode}, not all passed:\n{output}")
-        return Sample(wall, json.loads(out.read_text()))
+        return Sample(wall, json.loads(out.read_text()), tree_cpu)
 
     def why_not_in_process(self) -> str | None:
         """Why the plugin would fork here despite ``--mountns-mode=inprocess``, or None.
@@ -633,6 +650,15 @@ def main_jobs(runner: Runner, skipped: dict[str, str]) -> dict[str, Callable[[],
         cases.append(Case("forked", ("--forked",)))
     else:
         skipped["forked"] = "no pytest 8 venv"
+    if runner.interpreter.forked and runner.interpreter.xdist:
+        busy = ("-n", str(WORKERS))
+        cases += [
+            Case("plain -n", busy),
+            Case("mountns -n", ("--mountns-all", *busy)),
+            Case("forked -n", ("--forked", *busy)),
+        ]
+    else:
+        skipped["mountns -n"] = skipped["forked -n"] = "no venv with pytest-xdist"
     reason = runner.why_not_in_process()
     if reason is None:
         cases.append(Case("inprocess", INPROCESS_ARGS))
@@ -716,6 +742,9 @@ def summarize_variant(variant: list[Sample], plain: list[Sample], tests: int) ->
         "child_faults": per_test([s.probe["children_minflt"] for s in variant], tests),
         "parent_cpu_ms": per_test(paired("self_cpu_s"), tests, 1000),
         "child_cpu_ms": per_test([s.probe["children_cpu_s"] for s in variant], tests, 1000),
+        "total_cpu_ms": per_test(
+            [v.tree_cpu_s - p.tree_cpu_s for v, p in zip(variant, plain, strict=True)], tests, 1000
+        ),
         "maxrss_mib": statistics.median(s.probe["maxrss_kib"] for s in variant) / 1024,
         "mounts": variant[0].probe["mounts"],
     }
@@ -790,25 +819,43 @@ def verdict(ratio: float, limit: float) -> str:
 def format_main(results: dict[str, Any]) -> list[str]:
     tests = results["tests"]
     header = (
-        f"{'variant':<16}{'wall s':>8}{'max RSS MiB':>13}{'overhead ms/test':>22}"
+        f"{'variant':<20}{'wall s':>8}{'max RSS MiB':>13}{'overhead ms/test':>22}"
         f"{'parent faults':>15}{'child faults':>14}{'parent CPU ms':>15}{'child CPU ms':>14}"
+        f"{'total CPU ms':>14}"
     )
-    lines = [f"per test, medians of {results['rounds']} rounds of {tests} tests", header]
+    modules = results.get("modules", 1)
+    lines = [
+        f"per test, medians of {results['rounds']} rounds of {tests} tests in {modules} "
+        f"file(s); CPU and faults: more than plain's (-n {WORKERS}: plain -n {WORKERS}'s)",
+        header,
+    ]
     plain = results["plain"]
-    lines.append(f"{'plain':<16}{plain['wall_s']:>8.2f}{plain['maxrss_mib']:>13.0f}{'-':>22}")
-    labels = (("mountns", "--mountns-all"), ("forked", "--forked"), ("inprocess", "inprocess"))
+    lines.append(f"{'plain':<20}{plain['wall_s']:>8.2f}{plain['maxrss_mib']:>13.0f}{'-':>22}")
+    busy = f" -n {WORKERS}"
+    labels = (
+        ("mountns", "--mountns-all"),
+        ("forked", "--forked"),
+        ("inprocess", "inprocess"),
+        ("mountns -n", f"--mountns-all{busy}"),
+        ("forked -n", f"--forked{busy}"),
+    )
     for name, label in labels:
         row = results["variants"].get(name)
         if row is None:
             reason = results.get("skipped", {}).get(name, "not run")
-            lines.append(f"{label:<16}    skipped ({reason})")
+            lines.append(f"{label:<20}    skipped ({reason})")
             continue
         low, high = row["overhead_range_ms"]
         spread = f"{row['overhead_ms']:.2f} ({low:.2f}-{high:.2f})"
+        sides = (  # under xdist, pytest's process is a worker: the probe sees the controller
+            f"{'-':>15}{'-':>14}{'-':>15}{'-':>14}"
+            if name.endswith(" -n")
+            else f"{row['parent_faults']:>15.0f}{row['child_faults']:>14.0f}"
+            f"{row['parent_cpu_ms']:>15.2f}{row['child_cpu_ms']:>14.2f}"
+        )
         lines.append(
-            f"{label:<16}{row['wall_s']:>8.2f}{row['maxrss_mib']:>13.0f}{spread:>22}"
-            f"{row['parent_faults']:>15.0f}"
-            f"{row['child_faults']:>14.0f}{row['parent_cpu_ms']:>15.2f}{row['child_cpu_ms']:>14.2f}"
+            f"{label:<20}{row['wall_s']:>8.2f}{row['maxrss_mib']:>13.0f}{spread:>22}"
+            f"{sides}{row['total_cpu_ms']:>14.2f}"
         )
     if "inprocess" in results["variants"]:
         lines.append(f"inprocess: {' '.join(INPROCESS_ARGS)}")
@@ -870,6 +917,19 @@ def format_ratios(results: dict[str, Any]) -> list[str]:
         ratio = mountns / forked["overhead_ms"]
         lines.append(
             f"mountns / forked overhead = {ratio:.2f}  "
+            f"(budget <= {BUDGET_VS_FORKED}: {verdict(ratio, BUDGET_VS_FORKED)})"
+        )
+        mine, theirs = results["variants"]["mountns"], forked
+        for key, what in (("parent_cpu_ms", "parent CPU"), ("total_cpu_ms", "total CPU")):
+            ratio = mine[key] / theirs[key]
+            lines.append(
+                f"mountns / forked {what} = {ratio:.2f}  (goal <= 1: {verdict(ratio, 1.0)})"
+            )
+    busy, forked_busy = (results["variants"].get(f"{n} -n") for n in ("mountns", "forked"))
+    if busy is not None and forked_busy is not None:
+        ratio = busy["overhead_ms"] / forked_busy["overhead_ms"]
+        lines.append(
+            f"mountns / forked overhead, -n {WORKERS} = {ratio:.2f}  "
             f"(budget <= {BUDGET_VS_FORKED}: {verdict(ratio, BUDGET_VS_FORKED)})"
         )
     ratio = mountns / floor
@@ -1013,6 +1073,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tests", type=int, default=500, help="number of tests (500)")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds (5)")
+    parser.add_argument(
+        "--modules", type=int, default=1, help="test files the tests are spread over (1)"
+    )
     parser.add_argument("--plot", metavar="PNG", help="draw the results (needs matplotlib)")
     parser.add_argument("--json", metavar="FILE", help="write the results as JSON")
     parser.add_argument("--quick", action="store_true", help="skip the scaling runs")
@@ -1036,19 +1099,22 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     print(f"interpreter: {interpreter.note}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="mountns-bench-") as scratch:
         suite = Path(scratch)
-        write_suite(suite, args.tests)
+        write_suite(suite, args.tests, args.modules)
         runner = Runner(interpreter, suite, args.tests)
         skipped: dict[str, str] = {}
         jobs = main_jobs(runner, skipped)
         warm_up(jobs, optional=("inprocess",), skipped=skipped)
         samples = run_rounds(jobs, args.repeats, "main")
         plain = samples.pop("plain")
+        # What a variant's overhead is measured against: plain pytest, with -n where it has it.
+        baselines = {False: plain, True: samples.pop("plain -n", [])}
         results: dict[str, Any] = {
             "date": datetime.date.today().isoformat(),
             "machine": machine(),
             "interpreter": interpreter.note,
             "checkout": installed,
             "tests": args.tests,
+            "modules": args.modules,
             "rounds": args.repeats,
             "load_average_at_start": load_average,
             "plain": {
@@ -1057,7 +1123,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             },
             "floor": summarize_floor(samples.pop("floor")),
             "variants": {
-                name: summarize_variant(runs, plain, args.tests) for name, runs in samples.items()
+                name: summarize_variant(runs, baselines[name.endswith(" -n")], args.tests)
+                for name, runs in samples.items()
             },
             "skipped": skipped,
         }
