@@ -194,7 +194,7 @@ def next_shares_state(item: pytest.Item, nextitem: pytest.Item, has_basetemp: bo
         return False
     hook = item.config.hook
     if any(
-        not _is_pytest_s_own(impl.plugin)
+        not is_pytest_s_own(impl.plugin)
         for name in _BETWEEN_TESTS
         for impl in getattr(hook, name).get_hookimpls()
     ):
@@ -244,7 +244,7 @@ _BETWEEN_TESTS = (
 """Hooks that run in pytest's process between a spare's fork and its go."""
 
 
-def _is_pytest_s_own(plugin: object) -> bool:
+def is_pytest_s_own(plugin: object) -> bool:
     """pytest's and ours: their state between tests is known (and handed over where it counts)."""
     name = plugin.__name__ if isinstance(plugin, ModuleType) else type(plugin).__module__
     return name.startswith(("_pytest.", "pytest_mountns"))

@@ -241,6 +241,43 @@ def test_records(record_property, record_xml_attribute, record_testsuite_propert
     assert "captured" in isolated
 
 
+@pytest.mark.fork_only  # in-process, the test imports its module into pytest's process itself
+def test_a_property_of_the_test_s_own_class_arrives_as_its_repr_and_imports_nothing_here(
+    pytester: pytest.Pytester,
+) -> None:
+    pytester.makepyfile(
+        thing="""
+class Thing:
+    def __repr__(self):
+        return "Thing()"
+""",
+        test_records="""
+import pytest
+
+@pytest.mark.mountns
+def test_records(record_property):
+    import thing
+    record_property("thing", thing.Thing())
+    record_property("count", 3)
+""",
+    )
+    pytester.makeconftest(
+        """
+import sys
+
+def pytest_sessionfinish(session):
+    with open("imported.txt", "w") as f:
+        f.write(str("thing" in sys.modules))
+"""
+    )
+    result = pytester.runpytest_subprocess("--junitxml=junit.xml")
+    result.assert_outcomes(passed=1)
+    assert (pytester.path / "imported.txt").read_text() == "False"
+    junit = (pytester.path / "junit.xml").read_text()
+    assert 'name="thing" value="Thing()"' in junit
+    assert 'name="count" value="3"' in junit
+
+
 def test_the_debugger_works_on_the_terminal_inside_the_child(pytester: pytest.Pytester) -> None:
     import pexpect  # the dev extra brings it
 
