@@ -137,9 +137,10 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 
 def _plain(value: object) -> bool:
-    """Built-in types only, not their subclasses (an enum of strings is the test's class)."""
+    """Built-in types, not their subclasses (an enum of strings is the test's class), and
+    pytest's own (pytest 9's reports hold a ``NodeId``)."""
     kind = type(value)
-    if kind in _SCALARS:
+    if kind in _SCALARS or kind.__module__.startswith("_pytest."):
         return True
     if isinstance(value, (list, tuple)) and kind in (list, tuple):
         return all(_plain(element) for element in value)
