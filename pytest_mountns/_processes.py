@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 import threading
 import time
 import warnings
@@ -29,8 +30,11 @@ def fork() -> int:
 
     The warning comes once per fork, from pytest's machinery rather than the test,
     and ``-W error`` cannot catch it; the plugin says once per session which threads
-    there are and what follows (``_runner.threads_at_fork``).
+    there are and what follows (``_runner.threads_at_fork``). Before 3.12 there is no
+    such warning, and no filters to copy and restore at every fork.
     """
+    if sys.version_info < (3, 12):
+        return os.fork()
     with warnings.catch_warnings():
         warnings.filterwarnings(
             "ignore", message=r"This process .* is multi-threaded", category=DeprecationWarning
