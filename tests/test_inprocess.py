@@ -11,7 +11,6 @@ import os
 import shlex
 import subprocess
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
@@ -358,7 +357,9 @@ def test_outer(pytester):
     assert os.listdir(outer) == os.listdir(inner) == []
 
 
-def test_xdist_workers_isolate_in_their_own_thread(pytester: pytest.Pytester) -> None:
+def test_xdist_workers_isolate_in_their_own_thread(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """xdist's workers have threads of their own; the test's thread goes in and out alone."""
     pytester.makeconftest(PLACE)
     pytester.makepyfile(
@@ -374,7 +375,8 @@ def test_isolated(n, isolated_tmpfs):
     (isolated_tmpfs / "mine").write_text(str(n))
 """
     )
-    mountpoints = set(Path(tempfile.gettempdir()).glob("pytest-mountns-*"))
+    temp = pytester.mkdir("temp")  # where the mount points go: not the /tmp other runs share
+    monkeypatch.setenv("TMPDIR", str(temp))
     result = pytester.runpytest_subprocess(
         "-p",
         "no:cacheprovider",
@@ -386,7 +388,7 @@ def test_isolated(n, isolated_tmpfs):
         "--mountns-mode=inprocess",
     )
     result.assert_outcomes(passed=8)
-    assert set(Path(tempfile.gettempdir()).glob("pytest-mountns-*")) == mountpoints
+    assert [path.name for path in temp.iterdir()] == []  # every mount point made was removed
 
 
 def test_a_chrooted_pytest_gets_its_root_back(tmp_path: Path) -> None:
