@@ -39,7 +39,15 @@ def main(
     fd: int,
     parent_pid: int,
     stacks_fd: int,
+    go: Callable[[], tuple[float, float]],
 ) -> NoReturn:
+    """Get ready and enter the isolation, wait for ``go`` (a spare waits there for its
+    turn, the alarm to set), then run the test.
+
+    What comes before ``go`` depends only on what pytest's process checks before
+    it lets a spare go (the same state, the same resolved mounts, the same mount
+    table), so a spare does it while the test before it runs, off the critical path.
+    """
     gc.disable()  # a collection would touch, and so copy, every page of the parent's heap
     writer = _frames.Writer(fd)
     try:
@@ -49,13 +57,16 @@ def main(
         _linux.become_subreaper()
         _processes.view()  # /proc held before the test runs: it may mount over /proc
         _processes.restore_in_child()
-        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-            signal.signal(signal.SIGINT, _interrupt_once)
         faulthandler.enable(file=stacks_fd, all_threads=True)  # a crash's traceback, for its report
         faulthandler.register(STACKS_SIGNAL, file=stacks_fd, all_threads=True)
         _internals.drop_inherited_finalizers(item)
         _internals.renew_request(item)
-        hooks.activate(enter, writer)
+        hooks.activate(_entered(enter), writer)
+        alarm = go()
+        if alarm[0] > 0:
+            signal.setitimer(signal.ITIMER_REAL, *alarm)
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _interrupt_once)
         junit_mark = _internals.junit_mark(item.config)
         results_mark = _adapters.marks(item)
         with warnings.catch_warnings(record=True) as caught:
@@ -92,6 +103,21 @@ def main(
         sys.stderr.flush()
         _linux.flush_c_stdio()
         os._exit(0)
+
+
+def _entered(enter: Callable[[], None]) -> Callable[[], None] | None:
+    """Enter the isolation now; what that raised is raised again first thing in the
+    test's setup (``EnterAtSetup``), where a failure to mount is reported."""
+    try:
+        enter()
+    except Exception as error:
+        failure = error
+
+        def fail_again() -> None:
+            raise failure
+
+        return fail_again
+    return None
 
 
 def _save_coverage(config: pytest.Config) -> None:
@@ -143,7 +169,8 @@ def leftover_warning(killed: list[str]) -> LeftoverProcessWarning:
 
 
 class ChildHooks(_phases.EnterAtSetup):
-    """The child's own hooks: enter first at setup, end leftovers, send logged reports.
+    """The child's own hooks: fail the setup if entering failed, end leftovers, send logged
+    reports.
 
     Registered once in pytest's process, where they do nothing; ``activate``
     in a child turns them on there, which costs less than a registration per fork.
@@ -156,8 +183,9 @@ class ChildHooks(_phases.EnterAtSetup):
         self.saw_everything = True
         """False where the test hid ``/proc`` from the child: pytest's process ends the rest."""
 
-    def activate(self, enter: Callable[[], None], writer: _frames.Writer) -> None:
-        """In the child: turn on, and silence every other ``pytest_runtest_logreport``.
+    def activate(self, enter: Callable[[], None] | None, writer: _frames.Writer) -> None:
+        """In the child: turn on (``enter``: raises what entering raised, at setup), and
+        silence every other ``pytest_runtest_logreport``.
 
         Those report (terminal, junitxml, xdist's channel to its controller) and
         belong to pytest's process, which logs the forwarded report once.

@@ -8,6 +8,7 @@ from, and takes over what may still have changed (``handover``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import os
 import pickle
@@ -20,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from . import _child, _internals, _linux, _processes
+from . import _child, _internals, _linux, _mountinfo, _processes
 
 if TYPE_CHECKING:
     from ._runner import Isolation, Prepare
@@ -92,10 +93,10 @@ def fork(
             if fd != -1:
                 os.close(fd)
         if alarm is None:
-            alarm = _wait_for_go(go_read, item)
-        if alarm[0] > 0:
-            signal.setitimer(signal.ITIMER_REAL, *alarm)
-        _child.main(item, nextitem, hooks, isolation.enter, write_fd, parent_pid, stacks_write)
+            go = functools.partial(_wait_for_go, go_read, item)
+        else:
+            go = functools.partial(_started, alarm)
+        _child.main(item, nextitem, hooks, isolation.enter, write_fd, parent_pid, stacks_write, go)
     gc.unfreeze()
     for fd in (write_fd, stacks_write, go_read):
         if fd != -1:
@@ -117,10 +118,15 @@ def handover(
         return None
 
 
+def _started(alarm: tuple[float, float]) -> tuple[float, float]:
+    """A child forked when its test's turn came: nothing to wait for."""
+    return alarm
+
+
 def _wait_for_go(fd: int, item: pytest.Item) -> tuple[float, float]:
-    """In a spare: block until told to run (taking over ``_handover``) or to leave."""
+    """In a spare, ready and in its namespace: block until told to run (taking over
+    ``handover``) or to leave."""
     try:
-        _linux.set_parent_death_signal(signal.SIGKILL)
         chunks = []
         while chunk := os.read(fd, 65536):
             chunks.append(chunk)
@@ -138,8 +144,12 @@ def _wait_for_go(fd: int, item: pytest.Item) -> tuple[float, float]:
         os._exit(0)
 
 
-def go(child: Forked, handover: bytes) -> bool:
-    """Tell the spare to run; False if it is gone (something killed it meanwhile)."""
+def go(config: pytest.Config, child: Forked, handover: bytes) -> bool:
+    """Tell the spare to run; False if it is gone (something killed it meanwhile), or if
+    pytest's mount table changed since the spare was forked: its namespace is a copy of
+    the table as it was, and the test must find it as it is."""
+    if _mount_table(config).touched():
+        return False
     try:
         _linux.write_without_sigpipe(child.go, handover)  # small: well under a pipe's capacity
     except BrokenPipeError:
@@ -167,6 +177,7 @@ def fork_spare(
         return  # its own protocol reports that
     after_next = _following(item.session, nextitem)
     filters = list(warnings.filters)
+    _mount_table(config).touched()  # from now on, a change throws the spare away
     child = fork(nextitem, after_next, hooks, isolation, None)
     state = _internals.state_token(nextitem)
     handler = signal.getsignal(signal.SIGALRM)
@@ -182,6 +193,12 @@ def fits(spare: Spare, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
         and spare.state.same_as(_internals.state_token(item))
         and signal.getsignal(signal.SIGALRM) is spare.alarm_handler
     )
+
+
+def _mount_table(config: pytest.Config) -> _mountinfo.Watch:
+    if _table_key not in config.stash:
+        config.stash[_table_key] = _mountinfo.Watch()
+    return config.stash[_table_key]
 
 
 def discard(spare: Spare) -> None:
@@ -212,7 +229,13 @@ def _following(session: pytest.Session, item: pytest.Item) -> pytest.Item | None
 
 
 _spare_key = pytest.StashKey[Spare | None]()
+_table_key = pytest.StashKey[_mountinfo.Watch]()
 _positions_key = pytest.StashKey[dict[int, int]]()
+
+
+def spare_pids(config: pytest.Config) -> set[int]:
+    spare = config.stash.get(_spare_key, None)
+    return set() if spare is None else {spare.child.pid}
 
 
 def take_spare(config: pytest.Config) -> Spare | None:

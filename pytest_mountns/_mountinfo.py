@@ -108,12 +108,12 @@ class Watch:
 
     def start(self) -> None:
         """Take the table as it is now as the one to compare with."""
-        if self._changed():
+        if self.touched():
             self._table = snapshot()
 
     def changes(self) -> str | None:
         """What appeared in or vanished from the table since ``start``, or None."""
-        if not self._changed():
+        if not self.touched():
             return None
         before, self._table = self._table, snapshot()
         old = collections.Counter(before.splitlines())
@@ -122,8 +122,9 @@ class Watch:
         lines += [f"  - {_brief(line)}" for line in (old - new).elements()]
         return "\n".join(lines) or None  # None: the same entries, in another order
 
-    def _changed(self) -> bool:
-        """Polled; where a test closed the descriptor (in-process), opened again, and "maybe"."""
+    def touched(self) -> bool:
+        """Whether a mount or unmount happened here since the last look (polled); where a
+        test closed the descriptor (in-process), it is opened again, and the answer is yes."""
         try:
             info = os.fstat(self._fd)
             ours = (info.st_dev, info.st_ino) == self._identity

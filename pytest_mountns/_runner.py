@@ -165,7 +165,7 @@ def _start(
     """Tell the spare forked for this test to go, or fork a child now."""
     if spare is not None:
         handover = _forking.handover(item, alarm, spare.filters)
-        if handover is not None and _forking.go(spare.child, handover):
+        if handover is not None and _forking.go(item.config, spare.child, handover):
             return dataclasses.replace(spare.child, started=_processes.boot_ticks())
         _forking.discard(spare)
         isolation = prepare(basetemp)
@@ -386,12 +386,13 @@ def end_leftovers(item: pytest.Item, since: int) -> list[str]:
 
     Walked again until nothing new is found, as orphans keep coming here while
     a process that forks itself over and over is ended. The forked children that
-    reported everything and are exiting are not leftovers; ``since`` (clock ticks
-    since boot, the test's start) tells the adopted dead, which are reaped here.
-    Returns the warning as a problem where this process's filters made it an error.
+    reported everything and are exiting are not leftovers, nor is the spare forked
+    for the next test, in its namespace already; ``since`` (clock ticks since boot,
+    the test's start) tells the adopted dead, which are reaped here. Returns the
+    warning as a problem where this process's filters made it an error.
     """
     view = _processes.view()
-    exiting = set(_exiting_children(item.config))
+    exiting = set(_exiting_children(item.config)) | _forking.spare_pids(item.config)
     if exiting.issuperset(view.children()):
         return []  # the common case, found with one read: no child but those exiting
     own_namespace = view.mount_namespace(os.getpid())

@@ -60,6 +60,16 @@ MUTATIONS = {
         "_forking.fits(spare, item, nextitem) and spare.isolation.still_valid()",
         "_forking.fits(spare, item, nextitem)",
     ),
+    "a spare's namespace kept after the host's table changed": (
+        "pytest_mountns/_forking.py",
+        "    if _mount_table(config).touched():",
+        "    if False:",
+    ),
+    "reports pickled whatever they hold": (
+        "pytest_mountns/_frames.py",
+        "    if not all(_plain(value) for value in vars(report).values()):",
+        "    if False:",
+    ),
     "targets made in a bind's source": (
         "pytest_mountns/_plan.py",
         "            return mount.source, False\n",

@@ -192,6 +192,63 @@ def test_waits_for_a_host_mount():
         assert f"  + {late} (tmpfs from none, shared)" in result.stdout
 
 
+@pytest.mark.fork_only(reason="children forked ahead are the fork runner's")
+def test_a_test_sees_the_host_s_mounts_made_while_the_test_before_it_ran(
+    pytester: pytest.Pytester,
+) -> None:
+    """Its namespace is a copy of the host's mount table when its turn comes: a child
+    forked for it ahead, in a namespace copied earlier, is not used."""
+    late = pytester.mkdir("late")
+    ready, mounted = pytester.path / "ready", pytester.path / "mounted"
+    pytester.makepyfile(
+        f"""
+import os, time, pytest
+
+def is_tmpfs(path):
+    return any(line.split()[4] == path and " - tmpfs " in line
+               for line in open("/proc/self/mountinfo"))
+
+def namespace(pid):
+    try:
+        return os.stat(f"/proc/{{pid}}/ns/mnt").st_ino
+    except OSError:
+        return None
+
+def wait_for(condition):
+    deadline = time.monotonic() + 30  # only a bound against a hang
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+@pytest.mark.mountns(propagation="slave")  # no leak check: the host mounts while it runs
+def test_first():
+    pytest_pid = os.getppid()
+    own = namespace(pytest_pid)
+
+    def another_child_in_its_namespace():
+        children = open(f"/proc/{{pytest_pid}}/task/{{pytest_pid}}/children").read().split()
+        return any(int(pid) != os.getpid() and namespace(pid) not in (own, None)
+                   for pid in children)
+
+    wait_for(another_child_in_its_namespace)  # the one forked ahead for test_second
+    open({str(ready)!r}, "w").close()  # now the host mounts
+    wait_for(lambda: os.path.exists({str(mounted)!r}))
+
+@pytest.mark.mountns
+def test_second():
+    assert is_tmpfs({str(late)!r})
+"""
+    )
+    pytest_command = shlex.join([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"])
+    host_mounts_once_the_test_waits = (
+        f"(for i in $(seq 6000); do [ -e {ready} ] && break; sleep 0.01; done; "
+        f"mount -t tmpfs none {shlex.quote(str(late))} && touch {mounted}) &"
+    )
+    result = run_in_shared_root(
+        f"{host_mounts_once_the_test_waits} {pytest_command}; wait", cwd=pytester.path
+    )
+    assert outcomes(result.stdout) == {"passed": 2}, result.stdout + result.stderr
+
+
 def test_read_only_root_keeps_holes_at_any_depth_and_tmp_path_writable(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
