@@ -67,7 +67,6 @@ inside_key = pytest.StashKey[bool]()
 mountpoint_key = pytest.StashKey[str]()
 mount_watch_key = pytest.StashKey[_mountinfo.Watch]()
 no_inprocess_key = pytest.StashKey[str | None]()
-declaration_key = pytest.StashKey[_spec.Declaration]()
 forked_instead_key = pytest.StashKey[int]()
 
 
@@ -427,15 +426,9 @@ def _availability(config: pytest.Config) -> _probe.Availability:
 
 
 def _declaration(item: pytest.Item) -> _spec.Declaration:
-    """Parse and merge the item's markers: the closest one wins per target.
-
-    Once per item: the spare child forked for it needed it first.
-    """
-    declaration = item.stash.get(declaration_key, None)
-    if declaration is None:
-        declaration = _merged(item, item.iter_markers("mountns"))
-        _check_class_setup(item)
-        item.stash[declaration_key] = declaration
+    """Parse and merge the item's markers: the closest one wins per target."""
+    declaration = _merged(item, item.iter_markers("mountns"))
+    _check_class_setup(item)
     return declaration
 
 
