@@ -35,18 +35,20 @@ def main(
     item: pytest.Item,
     nextitem: pytest.Item | None,
     hooks: ChildHooks,
+    ready: Callable[[], None],
     enter: Callable[[], None],
     fd: int,
     parent_pid: int,
     stacks_fd: int,
     go: Callable[[], tuple[float, float]],
 ) -> NoReturn:
-    """Get ready and enter the isolation, wait for ``go`` (a spare waits there for its
-    turn, the alarm to set), then run the test.
+    """Get ready (the isolation's ``ready``: a namespace of its own), wait for ``go`` (a
+    spare waits there for its turn, the alarm to set), then run the test, whose setup
+    starts with ``enter`` (the mounts).
 
     What comes before ``go`` depends only on what pytest's process checks before
-    it lets a spare go (the same state, the same resolved mounts, the same mount
-    table), so a spare does it while the test before it runs, off the critical path.
+    it lets a spare go (the same state, the same mount table), so a spare does it
+    while the test before it runs, off the critical path.
     """
     gc.disable()  # a collection would touch, and so copy, every page of the parent's heap
     writer = _frames.Writer(fd)
@@ -61,7 +63,7 @@ def main(
         faulthandler.register(STACKS_SIGNAL, file=stacks_fd, all_threads=True)
         _internals.drop_inherited_finalizers(item)
         _internals.renew_request(item)
-        hooks.activate(_entered(enter), writer)
+        hooks.activate(_after_ready(ready, enter), writer)
         alarm = go()
         if alarm[0] > 0:
             signal.setitimer(signal.ITIMER_REAL, *alarm)
@@ -105,11 +107,11 @@ def main(
         os._exit(0)
 
 
-def _entered(enter: Callable[[], None]) -> Callable[[], None] | None:
-    """Enter the isolation now; what that raised is raised again first thing in the
-    test's setup (``EnterAtSetup``), where a failure to mount is reported."""
+def _after_ready(ready: Callable[[], None], enter: Callable[[], None]) -> Callable[[], None]:
+    """Get ready now; what is left for the test's setup (``EnterAtSetup``): ``enter``,
+    or raising again what getting ready raised, where a failure to isolate is reported."""
     try:
-        enter()
+        ready()
     except Exception as error:
         failure = error
 
@@ -117,7 +119,7 @@ def _entered(enter: Callable[[], None]) -> Callable[[], None] | None:
             raise failure
 
         return fail_again
-    return None
+    return enter
 
 
 def _save_coverage(config: pytest.Config) -> None:
@@ -169,8 +171,7 @@ def leftover_warning(killed: list[str]) -> LeftoverProcessWarning:
 
 
 class ChildHooks(_phases.EnterAtSetup):
-    """The child's own hooks: fail the setup if entering failed, end leftovers, send logged
-    reports.
+    """The child's own hooks: enter first at setup, end leftovers, send logged reports.
 
     Registered once in pytest's process, where they do nothing; ``activate``
     in a child turns them on there, which costs less than a registration per fork.
@@ -183,9 +184,9 @@ class ChildHooks(_phases.EnterAtSetup):
         self.saw_everything = True
         """False where the test hid ``/proc`` from the child: pytest's process ends the rest."""
 
-    def activate(self, enter: Callable[[], None] | None, writer: _frames.Writer) -> None:
-        """In the child: turn on (``enter``: raises what entering raised, at setup), and
-        silence every other ``pytest_runtest_logreport``.
+    def activate(self, enter: Callable[[], None], writer: _frames.Writer) -> None:
+        """In the child: turn on (``enter`` runs first in the setup), and silence every
+        other ``pytest_runtest_logreport``.
 
         Those report (terminal, junitxml, xdist's channel to its controller) and
         belong to pytest's process, which logs the forwarded report once.

@@ -96,7 +96,17 @@ def fork(
             go = functools.partial(_wait_for_go, go_read, item)
         else:
             go = functools.partial(_started, alarm)
-        _child.main(item, nextitem, hooks, isolation.enter, write_fd, parent_pid, stacks_write, go)
+        _child.main(
+            item,
+            nextitem,
+            hooks,
+            isolation.ready,
+            isolation.enter,
+            write_fd,
+            parent_pid,
+            stacks_write,
+            go,
+        )
     gc.unfreeze()
     for fd in (write_fd, stacks_write, go_read):
         if fd != -1:

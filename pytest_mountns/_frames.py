@@ -138,10 +138,13 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 def _plain(value: object) -> bool:
     """Built-in types, not their subclasses (an enum of strings is the test's class), and
-    pytest's own (pytest 9's reports hold a ``NodeId``)."""
+    pytest 9's ``NodeId`` of such (any other object of pytest's, a mark, may hold the
+    test's own)."""
     kind = type(value)
-    if kind in _SCALARS or kind.__module__.startswith("_pytest."):
+    if kind in _SCALARS:
         return True
+    if (kind.__module__, kind.__qualname__) == ("_pytest.nodeid", "NodeId"):
+        return all(_plain(getattr(value, field)) for field in ("path", "names", "params"))
     if isinstance(value, (list, tuple)) and kind in (list, tuple):
         return all(_plain(element) for element in value)
     if isinstance(value, dict) and kind is dict:

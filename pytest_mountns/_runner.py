@@ -35,7 +35,7 @@ from . import (
 @dataclass(frozen=True)
 class Isolation:
     enter: Callable[[], None]
-    """Runs in the child before the test's setup."""
+    """Runs first thing in the test's setup (in the child, or in pytest's thread)."""
     check: Callable[[], str | None]
     """Runs here once the child is gone: a reason to fail the test, or None."""
     timeout: float | None = None
@@ -45,6 +45,9 @@ class Isolation:
     """Runs here if the child never starts (a spare thrown away)."""
     leave: Callable[[], None] = lambda: None
     """In-process only: runs after the test's own teardown, whatever happened, to come back."""
+    ready: Callable[[], None] = lambda: None
+    """Forked only: runs in the child as soon as it starts, so a spare does it while the
+    test before it runs; only what cannot depend on what that test changes."""
     still_valid: Callable[[], bool] = lambda: True
     """Runs here before a spare child, prepared while the test before it ran, goes:
     whether what was decided then (targets, sources) still holds now that it ended."""
@@ -306,6 +309,8 @@ def _after_an_abnormal_end(
     problems = end_leftovers(attempt.item, child.started)
     if ending is not None and ending[0] == _frames.DONE:
         return problems
+    if ending is not None and ending[0] in (_frames.EXIT, _frames.INTERRUPT):
+        _forking.discard_spare(attempt.item.config)  # the session ends: no next test
     if ending is not None and ending[0] == _frames.EXIT:
         reason, returncode = json.loads(ending[1])
         pytest.exit(reason, returncode)
@@ -332,6 +337,7 @@ def finish(
     leak = isolation.check()  # before the parent's teardown, which may unmount what it mounted
     if item.session.shouldfail or item.session.shouldstop:
         nextitem = None
+        _forking.discard_spare(item.config)  # it holds copies of what the teardown unmounts
     reraise = _phases.reraised(item.config)
     parent_half = (
         None
@@ -349,6 +355,7 @@ def finish(
 
 def _abandon(item: pytest.Item, child: _forking.Forked, error: BaseException) -> None:
     """The session ends while the child runs: on Ctrl-C it tears down first; else it is killed."""
+    _forking.discard_spare(item.config)
     reaped = False
     try:
         if isinstance(error, KeyboardInterrupt):

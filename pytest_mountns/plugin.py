@@ -344,16 +344,20 @@ def _prepare(
     # With slave propagation the host's own mounts come in: that is the point of
     # it, and those are indistinguishable from a leak here, so there is no check.
     check = _no_check if plan.propagation == "slave" else functools.partial(_leaked_mounts, watch)
+    ready: Callable[[], None]
     enter: Callable[[], None]
     leave: Callable[[], None]
     if in_process:
         origins: list[_thread_namespace.Origin] = []
+        ready = _nothing_ahead
         enter = functools.partial(_enter_thread, item, plan, origins)
         leave = functools.partial(_leave_thread, item, origins, basetemp is not None)
     else:
-        enter = functools.partial(_enter, item, availability, plan)
+        ready = functools.partial(_unshare, availability, plan)
+        enter = functools.partial(_enter, item, plan)
         leave = _no_leave
     return _runner.Isolation(
+        ready=ready,
         enter=enter,
         leave=leave,
         check=check,
@@ -389,6 +393,10 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
 
 def _no_check() -> None:
     return None
+
+
+def _nothing_ahead() -> None:
+    return None  # in-process, the thread moves in at setup, all at once
 
 
 def _no_leave() -> None:
@@ -467,11 +475,16 @@ def _declaration_failure(item: pytest.Item, error: DeclarationError) -> BaseExce
     return pytest.fail.Exception(f"{item.nodeid}: @pytest.mark.mountns {error}", pytrace=False)
 
 
-def _enter(item: pytest.Item, availability: _probe.Availability, plan: MountPlan) -> None:
-    """Runs in the forked child, before the test's setup."""
+def _unshare(availability: _probe.Availability, plan: MountPlan) -> None:
+    """Runs in the forked child at once (a spare: while the test before it runs)."""
     _namespace.enter_private_namespace(
         availability.namespace, availability.user_namespace, plan.propagation
     )
+
+
+def _enter(item: pytest.Item, plan: MountPlan) -> None:
+    """Runs in the forked child first thing in the test's setup, after the test before it
+    ended: a mount made earlier could be left on a directory that test replaced."""
     _namespace.apply(plan)
     item.config.stash[inside_key] = True
 

@@ -136,3 +136,36 @@ def test_skipped(): pass
 """
     )
     pytester.runpytest().assert_outcomes(skipped=1)
+
+
+def test_a_marker_added_as_the_test_s_protocol_starts_is_applied(
+    pytester: pytest.Pytester,
+) -> None:
+    """Markers are read when the test's turn comes, not when the test before it ran."""
+    data = pytester.mkdir("data")
+    pytester.makeconftest(
+        f"""
+import pytest
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    if item.name == "test_second":
+        item.add_marker(pytest.mark.mountns(tmpfs=[{str(data)!r}]))
+    return (yield)
+"""
+    )
+    pytester.makepyfile(
+        f"""
+import pytest
+
+@pytest.mark.mountns
+def test_first():
+    pass
+
+@pytest.mark.mountns
+def test_second():
+    open({str(data / "x")!r}, "w").close()
+"""
+    )
+    pytester.runpytest().assert_outcomes(passed=2)
+    assert list(data.iterdir()) == []  # it wrote to the tmpfs the marker declared

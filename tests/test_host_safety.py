@@ -243,6 +243,29 @@ def test_removes_the_next_target():
 @pytest.mark.mountns("/project/app/v1/cache")
 def test_target_gone():
     pass
+
+os.makedirs("/project/app/data", exist_ok=True)
+write("/project/app/secret", "old")
+
+@pytest.mark.mountns
+def test_replaces_the_next_target():
+    wait_for_the_next_child()
+    os.rmdir("/project/app/data")
+    os.mkdir("/project/app/data")
+
+@pytest.mark.mountns("/project/app/data")
+def test_writes_in_the_replaced_target():
+    write("/project/app/data/x")
+
+@pytest.mark.mountns
+def test_replaces_a_hidden_file():
+    wait_for_the_next_child()
+    write("/project/app/secret.new", "new")
+    os.replace("/project/app/secret.new", "/project/app/secret")
+
+@pytest.mark.mountns(hide=["/project/app/secret"])
+def test_the_replaced_file_is_hidden():
+    assert read("/project/app/secret") == ""
 """
 
 
@@ -259,6 +282,8 @@ def test_a_child_forked_ahead_resolves_targets_after_the_test_before_ended(
     assert list(result.changes(BASETEMP)) == [
         "/project/app",
         "/project/app/current",
+        "/project/app/data",
+        "/project/app/secret",
         "/project/app/v1",
         "/project/app/v2",
         "/project/app/v2/cache",

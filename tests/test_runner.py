@@ -6,9 +6,11 @@ import contextlib
 import os
 import re
 import signal
+import sys
 
 import pytest
 
+from tests._helpers import outcomes, run_in_shared_root
 from tests.conftest import Differential
 
 pytestmark = pytest.mark.both_modes
@@ -257,3 +259,54 @@ def test_forks_then_dies():
         if pidfile.exists():
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pidfile.read_text()), signal.SIGKILL)
+
+
+@pytest.mark.fork_only(reason="children forked ahead are the fork runner's")
+def test_no_child_holds_a_session_mount_when_the_session_stops_early(
+    pytester: pytest.Pytester,
+) -> None:
+    """With ``-x``, the session fixtures end after the failure: the child forked ahead
+    for the next test must not keep a copy of what they unmount (a loop device or a
+    FUSE mount would stay busy)."""
+    mountpoint = pytester.mkdir("mnt")
+    holders = pytester.path / "holders.txt"
+    pytester.makepyfile(
+        f"""
+import os, subprocess, pytest
+
+MNT = {str(mountpoint)!r}
+
+def children():
+    found = []
+    for task in os.listdir("/proc/self/task"):
+        found += open(f"/proc/self/task/{{task}}/children").read().split()
+    return found
+
+def holds(pid):
+    try:
+        return f" {{MNT}} " in open(f"/proc/{{pid}}/mountinfo").read()
+    except OSError:  # exiting: it holds nothing any more
+        return False
+
+@pytest.fixture(scope="session")
+def mounted():
+    subprocess.run(["mount", "-t", "tmpfs", "none", MNT], check=True)
+    yield
+    subprocess.run(["umount", MNT], check=True)
+    held = [pid for pid in children() if holds(pid)]
+    with open({str(holders)!r}, "w") as f:
+        f.write(repr(held))
+
+@pytest.mark.mountns
+def test_fails(mounted):
+    assert 0
+
+@pytest.mark.mountns
+def test_next(mounted):
+    pass
+"""
+    )
+    command = f"{sys.executable} -m pytest -p no:cacheprovider -x"
+    result = run_in_shared_root(command, cwd=pytester.path)
+    assert outcomes(result.stdout) == {"failed": 1}, result.stdout + result.stderr
+    assert holders.read_text() == "[]"
