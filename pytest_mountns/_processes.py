@@ -118,6 +118,14 @@ class Processes:
             command = b""
         return f"{pid} {command.decode(errors='replace') or '?'}"
 
+    def _described_once_stopped(self, pid: int) -> str:
+        """A process stopped in the middle of an ``execve`` stops only as the new program
+        starts, and has its command line from then on: wait a moment for that."""
+        deadline = time.monotonic() + 0.5
+        while self._state(pid)[0] not in ("T", "t", "Z", "") and time.monotonic() < deadline:
+            time.sleep(0.001)
+        return self.describe(pid)
+
     def is_alive(self, pid: int) -> bool:
         """Not gone and not a zombie."""
         return self._state(pid)[0] not in ("Z", "")
@@ -191,6 +199,9 @@ class Processes:
                 if not (frozen or something) or quiet == 2:
                     break
                 time.sleep(0.002)
+            for key, (pidfd, described) in frozen.items():
+                if described.endswith(" ?"):  # frozen inside an execve: no command line yet
+                    frozen[key] = (pidfd, self._described_once_stopped(key[0]))
             for pidfd, _ in frozen.values():
                 with contextlib.suppress(ProcessLookupError):
                     signal.pidfd_send_signal(pidfd, signal.SIGKILL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -167,21 +168,27 @@ def test_after():
 
 
 def test_what_a_crashed_test_left_is_killed_too(pytester: pytest.Pytester) -> None:
+    """Named by its command line even when it was still inside its ``execve`` (Popen
+    returns before the new program's arguments are in place) as the child died."""
     pids = pytester.path / "pids.txt"
     pytester.makepyfile(
         f"""
 import os, signal, subprocess, pytest
 
+@pytest.mark.parametrize("n", range(20))
 @pytest.mark.mountns
-def test_spawns_then_dies():
-    with open({str(pids)!r}, "w") as f:
-        f.write(str(subprocess.Popen(["sleep", "300"]).pid))
+def test_spawns_then_dies(n):
+    with open({str(pids)!r}, "a") as f:
+        f.write(f"{{subprocess.Popen(['sleep', '300']).pid}}\\n")
     os.kill(os.getpid(), signal.SIGKILL)
 """
     )
-    result = pytester.runpytest_subprocess(timeout=60)
-    result.assert_outcomes(failed=1, warnings=1)
-    result.stdout.fnmatch_lines(["*killed 1 process(es)*sleep 300*"])
+    result = pytester.runpytest_subprocess("-p", "no:xdist", timeout=120)
+    result.assert_outcomes(failed=20, warnings=20)
+    killed = re.findall(
+        r"killed 1 process\(es\) the test left running: \d+ (.*)", result.stdout.str()
+    )
+    assert killed == ["sleep 300"] * 20
     assert wait_until_gone(pids_in(pids)) == []
 
 
@@ -282,6 +289,7 @@ def test_a_mount_made_in_pytest_s_namespace_fails_the_test(
     pytester.makeconftest(
         """
 import os
+import re
 PYTEST_NAMESPACE = f"/proc/{os.getpid()}/fd/{os.open('/proc/thread-self/ns/mnt', os.O_RDONLY)}"
 """
     )
@@ -330,6 +338,7 @@ def test_no_descriptor_leaks_over_many_isolated_tests(pytester: pytest.Pytester)
     pytester.makeconftest(
         """
 import os
+import re
 
 COUNTS = []
 
