@@ -4,8 +4,9 @@ Each frame is a kind byte, a 4-byte length and a payload, written with one
 ``write`` per frame. Reports travel as JSON of ``pytest_report_to_serializable``
 output; a value JSON cannot carry (in ``user_properties``, say) arrives as its
 ``repr``, never as a lost report. The common report, pytest's own class with
-no failure to render, where no plugin serializes reports its own way, travels
-pickled instead: it costs a third of the JSON round trip, in both processes.
+no failure to render and plain data only, where no plugin serializes reports
+its own way, travels pickled instead: it costs a third of the JSON round trip,
+in both processes.
 """
 
 from __future__ import annotations
@@ -94,9 +95,6 @@ class Writer:
             self.send(WARNINGS, json.dumps(entries).encode())
 
 
-_PICKLE_START = pickle.dumps(None, protocol=pickle.HIGHEST_PROTOCOL)[:1]
-
-
 def bounded(text: str) -> str:
     """At most ``MAX_SECTION`` characters of captured output, with a visible marker past it."""
     if len(text) <= MAX_SECTION:
@@ -114,6 +112,9 @@ def take_frames(buffer: bytearray) -> Iterator[tuple[int, bytes]]:
         payload = bytes(buffer[HEADER.size : HEADER.size + length])
         del buffer[: HEADER.size + length]
         yield kind, payload
+
+
+_PICKLE_START = pickle.dumps(None, protocol=pickle.HIGHEST_PROTOCOL)[:1]
 
 
 def _pickled(config: pytest.Config, report: pytest.TestReport) -> bytes | None:
