@@ -154,6 +154,26 @@ def test_every_keyword_in_a_user_namespace(project: Path) -> None:
     assert snapshot(project) == before
 
 
+IS_TMPFS = """
+def is_tmpfs(path):
+    return any(line.split()[4] == path and " - tmpfs " in line
+               for line in open("/proc/self/mountinfo"))
+"""
+
+
+def run_while_the_host_mounts(
+    project: Path, ready: Path, late: Path, mounted: Path
+) -> subprocess.CompletedProcess[str]:
+    """pytest in a throwaway namespace with ``/`` shared (the "host"), which mounts a
+    tmpfs on ``late`` once a test creates ``ready``, then creates ``mounted``."""
+    pytest_command = shlex.join([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"])
+    host_mounts_once_the_test_waits = (
+        f"(for i in $(seq 6000); do [ -e {ready} ] && break; sleep 0.01; done; "
+        f"mount -t tmpfs none {shlex.quote(str(late))} && touch {mounted}) &"
+    )
+    return run_in_shared_root(f"{host_mounts_once_the_test_waits} {pytest_command}; wait", project)
+
+
 @pytest.mark.parametrize(("propagation", "sees_it"), [("slave", True), ("private", False)])
 def test_slave_propagation_lets_the_host_s_new_mounts_in(
     pytester: pytest.Pytester, propagation: str, sees_it: bool
@@ -164,10 +184,7 @@ def test_slave_propagation_lets_the_host_s_new_mounts_in(
         f"""
 import os, time, pytest
 
-def is_tmpfs(path):
-    return any(line.split()[4] == path and " - tmpfs " in line
-               for line in open("/proc/self/mountinfo"))
-
+{IS_TMPFS}
 @pytest.mark.mountns(propagation={propagation!r})
 def test_waits_for_a_host_mount():
     open({str(ready)!r}, "w").close()  # in its namespace: now the host mounts
@@ -177,14 +194,7 @@ def test_waits_for_a_host_mount():
     assert is_tmpfs({str(late)!r}) is {sees_it}
 """
     )
-    pytest_command = shlex.join([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"])
-    host_mounts_once_the_test_waits = (
-        f"(for i in $(seq 6000); do [ -e {ready} ] && break; sleep 0.01; done; "
-        f"mount -t tmpfs none {shlex.quote(str(late))} && touch {mounted}) &"
-    )
-    result = run_in_shared_root(
-        f"{host_mounts_once_the_test_waits} {pytest_command}; wait", cwd=pytester.path
-    )
+    result = run_while_the_host_mounts(pytester.path, ready, late, mounted)
     if sees_it:  # no leak check with slave propagation: the host's mounts are its point
         assert outcomes(result.stdout) == {"passed": 1}, result.stdout + result.stderr
     else:  # a host mount while a private test runs looks like a leak (README, limits)
@@ -204,10 +214,7 @@ def test_a_test_sees_the_host_s_mounts_made_while_the_test_before_it_ran(
         f"""
 import os, time, pytest
 
-def is_tmpfs(path):
-    return any(line.split()[4] == path and " - tmpfs " in line
-               for line in open("/proc/self/mountinfo"))
-
+{IS_TMPFS}
 def namespace(pid):
     try:
         return os.stat(f"/proc/{{pid}}/ns/mnt").st_ino
@@ -238,14 +245,7 @@ def test_second():
     assert is_tmpfs({str(late)!r})
 """
     )
-    pytest_command = shlex.join([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"])
-    host_mounts_once_the_test_waits = (
-        f"(for i in $(seq 6000); do [ -e {ready} ] && break; sleep 0.01; done; "
-        f"mount -t tmpfs none {shlex.quote(str(late))} && touch {mounted}) &"
-    )
-    result = run_in_shared_root(
-        f"{host_mounts_once_the_test_waits} {pytest_command}; wait", cwd=pytester.path
-    )
+    result = run_while_the_host_mounts(pytester.path, ready, late, mounted)
     assert outcomes(result.stdout) == {"passed": 2}, result.stdout + result.stderr
 
 
