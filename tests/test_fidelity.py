@@ -359,18 +359,34 @@ def test_slow():
     time.sleep(0.5)
 """
     )
-    plain, isolated = differential.run("-rA", "--durations=1")
+    plain, isolated = differential.run("-rA", "--durations=0", "--durations-min=0")
+    timing = re.compile(r"(?m)^(\d+\.\d+)s (setup|call|teardown) +(\S+)$")
 
     def lines(result: pytest.RunResult) -> list[str]:
-        """Without timings: which test is slowest is checked, not how slow it was."""
-        found = (re.sub(r"\d+\.\d+s", "N.NNs", line) for line in outcome_lines(result))
+        """Without the durations, whose order follows the machine's load, and timings."""
+        kept = (line for line in outcome_lines(result) if not timing.match(line))
+        found = (re.sub(r"\d+\.\d+s", "N.NNs", line) for line in kept)
         return [re.sub(r" at 0x[0-9a-f]+", "", line) for line in found]
+
+    def durations(result: pytest.RunResult) -> dict[tuple[str, str], float]:
+        """Every phase of every test, as pytest timed it."""
+        return {
+            (when, test.rpartition("::")[2]): float(seconds)
+            for seconds, when, test in timing.findall(result.stdout.str())
+        }
 
     assert lines(isolated) == lines(plain)
     assert any("WARNING  app:" in line and "shown in the report" in line for line in lines(plain))
-    assert "N.NNs call     test_logs_caplog_and_durations_come_through.py::test_slow" in lines(
-        isolated
+    assert (
+        set(durations(isolated))
+        == set(durations(plain))
+        == {
+            (when, test)
+            for when in ("setup", "call", "teardown")
+            for test in ("test_logs", "test_slow")
+        }
     )
+    assert durations(isolated)["call", "test_slow"] >= 0.5  # timed in the child, as it ran
 
 
 def test_a_test_sees_what_pytest_s_process_changed_since_the_test_before(
