@@ -399,20 +399,20 @@ def end_leftovers(item: pytest.Item, since: int) -> list[str]:
     warning as a problem where this process's filters made it an error.
     """
     view = _processes.view()
-    exiting = set(_exiting_children(item.config)) | _forking.spare_pids(item.config)
-    if exiting.issuperset(view.children()):
-        return []  # the common case, found with one read: no child but those exiting
+    ours = set(_exiting_children(item.config)) | _forking.spare_pids(item.config)
+    if ours.issuperset(view.children()):
+        return []  # the common case, found with one read: no child but the plugin's own
     own_namespace = view.mount_namespace(os.getpid())
 
     def orphans() -> list[int]:
         roots = [
             pid
             for pid in view.children()
-            if pid not in exiting and view.mount_namespace(pid) not in (own_namespace, None)
+            if pid not in ours and view.mount_namespace(pid) not in (own_namespace, None)
         ]
         return roots + [below for root in roots for below in view.descendants(root)]
 
-    reap_dead = functools.partial(view.reap_orphans, since=since, keep=exiting)
+    reap_dead = functools.partial(view.reap_orphans, since=since, keep=ours)
     described = list(view.end(orphans, reap_dead).values())
     if not described:
         return []
