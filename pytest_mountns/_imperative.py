@@ -17,9 +17,9 @@ from ._spec import Declaration, Mount
 class MountNamespace:
     """The isolated test's mount namespace. Relative sources start at the test file's directory."""
 
-    def __init__(self, base: str, user_namespace: bool) -> None:
+    def __init__(self, base: str, only_own_ids: bool) -> None:
         self._base = base
-        self._user_namespace = user_namespace
+        self._only_own_ids = only_own_ids
 
     def tmpfs(self, path: str | os.PathLike[str], **options: object) -> Path:
         """A fresh tmpfs on ``path``, with options as a marker takes them (``size="16m"``)."""
@@ -56,7 +56,7 @@ class MountNamespace:
         return _mountinfo.read()
 
     def _mount(self, mount: Mount) -> Path:
-        ids = (os.getuid(), os.getgid()) if self._user_namespace else None
+        ids = (os.getuid(), os.getgid()) if self._only_own_ids else None
         try:
             plan = _plan.resolve(Declaration({mount.target: mount}), ids=ids)
         except _spec.DeclarationError as error:

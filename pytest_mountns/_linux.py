@@ -44,7 +44,13 @@ class MountFlag(enum.IntFlag):
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAP_DAC_OVERRIDE = 1
+CAP_SYS_CHROOT = 18
 CAP_SYS_ADMIN = 21
+_CAPABILITY_VERSION_3 = 0x20080522
 MNT_DETACH = 2
 AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
@@ -91,6 +97,27 @@ class _MountAttr(ctypes.Structure):
 _prctl = _libc.prctl
 _prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
 _prctl.restype = ctypes.c_int
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [
+        ("effective", ctypes.c_uint32),
+        ("permitted", ctypes.c_uint32),
+        ("inheritable", ctypes.c_uint32),
+    ]
+
+
+_capset_call = _libc.capset
+_capset_call.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
+_capset_call.restype = ctypes.c_int
+
+_capget = _libc.capget
+_capget.argtypes = [ctypes.POINTER(_CapHeader), ctypes.POINTER(_CapData)]
+_capget.restype = ctypes.c_int
 
 _fflush = _libc.fflush
 _fflush.argtypes = [ctypes.c_void_p]
@@ -232,11 +259,89 @@ def mount_namespace_id(pid: int | str = "thread-self") -> int:
 
 def has_cap_sys_admin() -> bool:
     """Whether this process may mount in its own user namespace (root, usually)."""
+    return bool(_capabilities(b"CapEff:") >> CAP_SYS_ADMIN & 1)
+
+
+def ambient_capabilities() -> tuple[int, ...]:
+    """The capabilities this process gives the programs it executes, in order."""
+    mask = _capabilities(b"CapAmb:")
+    return tuple(capability for capability in range(64) if mask >> capability & 1)
+
+
+def _capabilities(field: bytes) -> int:
     with open("/proc/self/status", "rb") as status:  # bytes: the process's name may be any
         for line in status:
-            if line.startswith(b"CapEff:"):
-                return bool(int(line.split()[1], 16) >> CAP_SYS_ADMIN & 1)
-    return False
+            if line.startswith(field):
+                return int(line.split()[1], 16)
+    return 0
+
+
+def keep_only_capabilities(
+    effective: tuple[int, ...], permitted: tuple[int, ...], ambient: bool
+) -> None:
+    """Drop every capability but ``permitted``, of which only ``effective`` are in effect;
+    with ``ambient``, programs this process executes keep ``permitted`` (all in effect),
+    else they get none.
+
+    The calling thread's, and so every thread's it starts after. Capabilities below 32 only,
+    which is all this needs.
+    """
+    mask = _mask(permitted)
+    _capset(_CapData(_mask(effective), mask, mask))
+    _check(_prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0), "prctl(PR_CAP_AMBIENT)")
+    for capability in permitted if ambient else ():
+        _check(
+            _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, capability, 0, 0), "prctl(PR_CAP_AMBIENT)"
+        )
+
+
+@contextlib.contextmanager
+def capability_in_effect(capability: int) -> Iterator[None]:
+    """Meanwhile, in this thread, ``capability`` is in effect if it is permitted.
+
+    Where it is not permitted (or already in effect) nothing changes: a call
+    that needs it fails as it would have.
+    """
+    now = (_CapData * 2)()
+    _check(_capget(ctypes.byref(_CapHeader(_CAPABILITY_VERSION_3, 0)), now), "capget")
+    low, high = now
+    bit = 1 << capability
+    if low.effective & bit or not low.permitted & bit:
+        yield
+        return
+    _capset(_CapData(low.effective | bit, low.permitted, low.inheritable), high)
+    try:
+        yield
+    finally:
+        _capset(low, high)
+
+
+def _mask(capabilities: tuple[int, ...]) -> int:
+    mask = 0
+    for capability in capabilities:
+        assert capability < 32
+        mask |= 1 << capability
+    return mask
+
+
+def _capset(low: _CapData, high: _CapData | None = None) -> None:
+    data = (_CapData * 2)(low, high or _CapData(0, 0, 0))
+    _check(_capset_call(ctypes.byref(_CapHeader(_CAPABILITY_VERSION_3, 0)), data), "capset")
+
+
+def maps_only_own_ids() -> bool:
+    """Whether this process is in a user namespace that maps its own uid and gid and no other.
+
+    So it is in a session's user namespace (or ``unshare --map-current-user``'s):
+    other ids show as the overflow id, and mounts from outside are locked.
+    """
+    for path, own in (("/proc/self/uid_map", os.getuid()), ("/proc/self/gid_map", os.getgid())):
+        with open(path) as map_file:
+            lines = map_file.read().split("\n")
+        ranges = [line.split() for line in lines if line.strip()]
+        if len(ranges) != 1 or (ranges[0][0], ranges[0][2]) != (str(own), "1"):
+            return False
+    return True
 
 
 def map_own_ids(uid: int, gid: int) -> None:

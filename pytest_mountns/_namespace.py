@@ -20,6 +20,10 @@ from ._plan import MountPlan, is_within
 from ._spec import Mount, TmpfsOptions
 
 _LOCKED_ON_OUR_MOUNTS = MountFlag.NOSUID | MountFlag.NODEV
+CAPABILITIES_IN_EFFECT = (_linux.CAP_SYS_ADMIN, _linux.CAP_SYS_CHROOT)
+"""What isolation needs in a user namespace: mounts, and ``setns``/``chroot`` on the way back."""
+CAPABILITIES_PERMITTED = (*CAPABILITIES_IN_EFFECT, _linux.CAP_DAC_OVERRIDE)
+"""And for the moment an overlay is mounted: the kernel gives it its mounter's rights."""
 
 
 def enter_private_namespace(
@@ -37,11 +41,19 @@ def enter_private_namespace(
         uid, gid = os.getuid(), os.getgid()
         _linux.unshare(CloneFlag.NEWUSER)
         _linux.map_own_ids(uid, gid)
+        keep_only_needed_capabilities(for_programs=False)
     _linux.unshare(CloneFlag.NEWNS)
     kind = MountFlag.SLAVE if propagation == "slave" else MountFlag.PRIVATE
     _linux.mount(None, "/", None, MountFlag.REC | kind)
     if _linux.mount_namespace_id() == parent_namespace:
         raise RuntimeError("unshare succeeded but the process is still in pytest's namespace")
+
+
+def keep_only_needed_capabilities(for_programs: bool) -> None:
+    """In a user namespace the process holds every capability, and would be more than its
+    user: it could write the user's own read-only files. Only what isolation needs stays in
+    effect; ``for_programs``: the programs it executes keep it too (xdist's workers)."""
+    _linux.keep_only_capabilities(CAPABILITIES_IN_EFFECT, CAPABILITIES_PERMITTED, for_programs)
 
 
 def mount_tmpfs(target: str, options: TmpfsOptions) -> None:
@@ -184,7 +196,10 @@ def _overlay(target: str) -> None:
         ):
             fd = "/proc/self/fd/"
             data = f"lowerdir={fd}{lower},upperdir={fd}{upper},workdir={fd}{work}"
-            _linux.mount("overlay", target, "overlay", MountFlag.NONE, data)
+            # The overlay acts with its mounter's rights, and needs this one (in a user
+            # namespace it is permitted, not in effect: see keep_only_needed_capabilities).
+            with _linux.capability_in_effect(_linux.CAP_DAC_OVERRIDE):
+                _linux.mount("overlay", target, "overlay", MountFlag.NONE, data)
 
 
 @contextlib.contextmanager

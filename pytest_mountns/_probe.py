@@ -12,12 +12,13 @@ import errno
 import os
 import signal
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import _linux, _namespace, _processes, _thread_namespace
 from ._spec import TmpfsOptions
 
-USERNS_MODES = ("auto", "always", "never")
+USERNS_MODES = ("auto", "always", "never", "session")
 KNOBS = (
     "kernel.unprivileged_userns_clone",
     "kernel.apparmor_restrict_unprivileged_userns",
@@ -33,6 +34,10 @@ class Availability:
     how: str
     """How the right to mount is obtained, or why there is none and what to change."""
     user_namespace: bool = False
+    """Each test gets a user namespace of its own (a child enters it)."""
+    only_own_ids: bool = False
+    """The tests' namespaces are in a user namespace, their own or the session's: only the
+    caller's uid and gid exist there, and the mounts from outside are locked."""
     namespace: int = 0
     """The inode of pytest's own mount namespace, to prove a child left it."""
 
@@ -52,56 +57,82 @@ def probe(mode: str = "auto") -> Availability:
     ``auto`` tries a plain mount namespace when the process holds
     CAP_SYS_ADMIN and a user namespace otherwise (or if the plain one is
     refused); ``always`` uses a user namespace; ``never`` only the plain one.
+    ``session`` is ``auto`` once the session's user namespace is entered (or
+    could not be): inside it the process holds CAP_SYS_ADMIN.
     """
     if not sys.platform.startswith("linux"):
         return Availability(False, f"mount namespaces need Linux; this is {sys.platform}")
     try:
         namespace = _linux.mount_namespace_id()
         privileged = _linux.has_cap_sys_admin()
+        in_session = privileged and _linux.maps_only_own_ids()
     except OSError as error:
         return Availability(False, f"/proc is not usable ({error.strerror}); mount /proc")
     ways = {
         "auto": [False, True] if privileged else [True],
         "always": [True],
         "never": [False],
-    }[mode]
+    }[mode if mode != "session" else "auto"]
     failure = Failure(0, "")
     for user_namespace in ways:
         failure_or_none = try_namespace(namespace, user_namespace)
         if failure_or_none is None:
-            return Availability(True, describe(user_namespace), user_namespace, namespace)
+            how = describe(user_namespace, in_session)
+            only_own_ids = user_namespace or in_session
+            return Availability(True, how, user_namespace, only_own_ids, namespace)
         failure = failure_or_none
     return Availability(False, diagnose(failure, ways[-1], privileged, mode, read_knobs()))
 
 
-def why_not_in_process(availability: Availability) -> str | None:
-    """Why pytest's own thread cannot isolate tests here (``--mountns-mode=inprocess``), or None."""
+def why_not_in_process(availability: Availability, session: str | None = None) -> str | None:
+    """Why pytest's own thread cannot isolate tests here (``--mountns-mode=inprocess``), or None.
+
+    ``session``: why the session's user namespace, which was wanted, could not be entered.
+    """
     if not availability.available:
         return availability.how
     if availability.user_namespace and not _linux.has_cap_sys_admin():
-        return (
-            "it needs CAP_SYS_ADMIN; isolation here takes a user namespace, "
+        needs = (
+            "it needs CAP_SYS_ADMIN; isolation here takes a user namespace per test, "
             "which a thread cannot leave"
         )
+        if session is not None:
+            return f"{needs}, and one for the whole session could not be entered: {session}"
+        return f"{needs} (--mountns-userns=session enters one for the whole session)"
     if availability.user_namespace:
         return "--mountns-userns=always takes a user namespace, which a thread cannot leave"
     return _thread_namespace.probe()
 
 
-def describe(user_namespace: bool) -> str:
+def describe(user_namespace: bool, in_session: bool = False) -> str:
     if user_namespace:
         return f"user namespace as uid {os.getuid()}, gid {os.getgid()}"
+    if in_session:
+        return (
+            f"one user namespace for the session, as uid {os.getuid()}, gid {os.getgid()}: "
+            "a plain mount namespace per test"
+        )
     return "root: a plain mount namespace per test"
 
 
 def try_namespace(namespace: int, user_namespace: bool) -> Failure | None:
     """Run the child's sequence in a throwaway child; None if it all worked."""
+
+    def sequence() -> None:
+        _namespace.enter_private_namespace(namespace, user_namespace)
+        _namespace.mount_tmpfs("/", TmpfsOptions(size="4k"))
+
+    return in_throwaway_child(sequence)
+
+
+def in_throwaway_child(sequence: Callable[[], None]) -> Failure | None:
+    """Run ``sequence`` in a child that ends after it, whatever it changed; None if it worked."""
     read_fd, write_fd = os.pipe()
     with _processes.waitable_children():
         pid = _processes.fork()
         if pid == 0:
             os.close(read_fd)
-            _probe_child(write_fd, namespace, user_namespace)
+            _probe_child(write_fd, sequence)
         os.close(write_fd)
         with open(read_fd, "rb") as answer:
             fields = answer.read().decode(errors="replace").split("\0")
@@ -114,12 +145,11 @@ def try_namespace(namespace: int, user_namespace: bool) -> Failure | None:
     return Failure(int(number), message, path or None)
 
 
-def _probe_child(fd: int, namespace: int, user_namespace: bool) -> None:
+def _probe_child(fd: int, sequence: Callable[[], None]) -> None:
     answer = "ok"
     try:
         _linux.set_parent_death_signal(signal.SIGKILL)
-        _namespace.enter_private_namespace(namespace, user_namespace)
-        _namespace.mount_tmpfs("/", TmpfsOptions(size="4k"))
+        sequence()
     except OSError as error:
         answer = f"{error.errno or 0}\0{error.strerror}\0{error.filename or ''}"
     except BaseException as error:

@@ -27,6 +27,7 @@ from . import (
     _plan,
     _probe,
     _runner,
+    _session,
     _spec,
     _thread_namespace,
     hookspecs,
@@ -67,6 +68,7 @@ inside_key = pytest.StashKey[bool]()
 mountpoint_key = pytest.StashKey[str]()
 mount_watch_key = pytest.StashKey[_mountinfo.Watch]()
 no_inprocess_key = pytest.StashKey[str | None]()
+session_failure_key = pytest.StashKey[str | None]()
 forked_instead_key = pytest.StashKey[int]()
 
 
@@ -93,7 +95,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         choices=_probe.USERNS_MODES,
         default=None,
         help="how to get the right to mount: auto (root's plain namespace, else a user "
-        "namespace; the default), always (a user namespace), never (root only) "
+        "namespace per test, or for --mountns-mode=inprocess one for the session; the "
+        "default), always (a user namespace per test), never (root only), session (one user "
+        "namespace for the whole session: in-process isolation without root) "
         "(ini: mountns_userns)",
     )
     parser.addini("mountns_all", type="bool", default=False, help="isolate every test")
@@ -115,7 +119,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "timeout still forks) (ini: mountns_mode; the marker's fork= wins)",
     )
     parser.addini("mountns_mode", default="fork", help="fork or inprocess")
-    parser.addini("mountns_userns", default="auto", help="auto, always or never")
+    parser.addini("mountns_userns", default="auto", help="auto, always, never or session")
     parser.addini("mountns_timeout", default="", help="seconds an isolated test may run")
     parser.addini(
         "mountns_tmpfs_size",
@@ -132,7 +136,10 @@ def _timeout_option(value: str) -> float:
         raise argparse.ArgumentTypeError(error.reason) from None
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
+    """First, so that the session's user namespace is entered while the process has one
+    thread: pytest-rerunfailures, for one, starts a server thread in its own configure."""
     config.addinivalue_line("markers", MARKER_HELP)
     size = str(config.getini("mountns_tmpfs_size"))
     try:
@@ -162,8 +169,32 @@ def pytest_configure(config: pytest.Config) -> None:
         mode=mode,
     )
     config.stash[forked_instead_key] = 0
+    config.stash[session_failure_key] = _start_session(config, userns, mode)
     _internals.route_protocol(config, _run_protocol)
     _adapters.warn_about_unsupported(config, mode)
+
+
+def _start_session(config: pytest.Config, userns: str, mode: str) -> str | None:
+    """Enter the session's user namespace where it is wanted; why not, where it could not be.
+
+    xdist's workers, executed by this process, inherit it and keep the capabilities
+    they need there; the programs tests start do not (a worker drops them for its own).
+    """
+    for_workers = _starts_xdist_workers(config)
+    if _session.wanted(userns, mode):
+        try:
+            return _session.start(for_workers)
+        except _session.Stranded as error:
+            pytest.exit(str(error), returncode=pytest.ExitCode.INTERNAL_ERROR)
+    _session.settle_inherited(for_workers)
+    return None
+
+
+def _starts_xdist_workers(config: pytest.Config) -> bool:
+    """As xdist decides it (its ``pytest_cmdline_main`` has run by configure)."""
+    if hasattr(config, "workerinput"):
+        return False
+    return config.getoption("dist", "no") != "no" and bool(config.getoption("tx", None))
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
@@ -173,17 +204,28 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     _runner.reap_exited(config, block=True)
 
 
-def pytest_report_header(config: pytest.Config) -> str:
+def pytest_report_header(config: pytest.Config) -> list[str]:
     try:
         availability = _availability(config)
     except OSError as error:
-        return f"mountns: could not find out how to isolate tests: {error}"
+        return [f"mountns: could not find out how to isolate tests: {error}"]
     if availability.available:
         state = f"available ({availability.how})"
     else:
         state = f"unavailable: {availability.how}"
     mode = _mode_line(config) if availability.available else ""
-    return f"mountns: isolation {state}{mode}; / propagation: {_mountinfo.root_propagation()}"
+    lines = [f"mountns: isolation {state}{mode}; / propagation: {_mountinfo.root_propagation()}"]
+    failure = config.stash.get(session_failure_key, None)
+    if failure is not None and config.stash[settings_key].mode == "fork":
+        lines.append(f"mountns: no user namespace for the session: {failure}")
+    if availability.available and not availability.user_namespace and availability.only_own_ids:
+        lines.append(
+            f"mountns: the whole run is in one user namespace, which maps uid {os.getuid()} and "
+            f"gid {os.getgid()} only: other users' files show as owned by the overflow id "
+            "(nobody), setuid programs (sudo) gain nothing, the host's later mounts show, "
+            "and the programs tests start are in it too"
+        )
+    return lines
 
 
 def _mode_line(config: pytest.Config) -> str:
@@ -308,7 +350,8 @@ def _wants_in_process(item: pytest.Item, declaration: _spec.Declaration) -> bool
 def _no_inprocess(config: pytest.Config) -> str | None:
     """Why a thread of this process cannot isolate a test, or None; found out once."""
     if no_inprocess_key not in config.stash:
-        config.stash[no_inprocess_key] = _probe.why_not_in_process(_availability(config))
+        session = config.stash.get(session_failure_key, None)
+        config.stash[no_inprocess_key] = _probe.why_not_in_process(_availability(config), session)
     return config.stash[no_inprocess_key]
 
 
@@ -331,7 +374,7 @@ def _prepare(
     plan_now = functools.partial(
         _plan.resolve,
         declaration,
-        ids=(os.getuid(), os.getgid()) if availability.user_namespace else None,
+        ids=(os.getuid(), os.getgid()) if availability.only_own_ids else None,
         keep={basetemp: "pytest's basetemp"} if basetemp is not None else {},
         make={mountpoint: "isolated_tmpfs's mount point"} if mountpoint is not None else {},
     )
@@ -564,4 +607,4 @@ def mountns(request: pytest.FixtureRequest) -> MountNamespace:
     if not request.config.stash.get(inside_key, False):
         pytest.fail("the mountns fixture is only available inside an isolated test", pytrace=False)
     availability = request.config.stash[availability_key]
-    return MountNamespace(str(request.path.parent), availability.user_namespace)
+    return MountNamespace(str(request.path.parent), availability.only_own_ids)

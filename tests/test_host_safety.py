@@ -63,9 +63,11 @@ def project(tmp_path: Path, body: str) -> Path:
 
 
 def run(tmp_path: Path, body: str, mode: str, uid: int, *args: str) -> Run:
+    """In-process mode really runs in-process, as a normal user too: in the session's
+    user namespace, which ``auto`` enters for it."""
     workdir = tmp_path / "run"
     workdir.mkdir()
-    return run_pytest(
+    result = run_pytest(
         project(tmp_path, body),
         f"--mountns-mode={mode}",
         *args,
@@ -73,6 +75,8 @@ def run(tmp_path: Path, body: str, mode: str, uid: int, *args: str) -> Run:
         uid=uid,
         setup_as_root=LAYOUT,
     )
+    assert f"; mode {mode}" in result.stdout, result.stdout
+    return result
 
 
 def assert_only_passes(result: Run, count: int) -> None:

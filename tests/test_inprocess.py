@@ -158,8 +158,9 @@ class TestContradiction:
     )
 
 
-def test_without_cap_sys_admin_it_forks_and_says_why(pytester: pytest.Pytester) -> None:
-    """As a normal user isolation takes a user namespace, which a thread cannot leave."""
+def test_without_cap_sys_admin_fork_false_forks_and_says_why(pytester: pytest.Pytester) -> None:
+    """As a normal user isolation takes a user namespace per test, which a thread cannot
+    leave; in the default fork mode ``auto`` never enters one for the session."""
     pytester.makeconftest(PLACE)
     target = pytester.mkdir("target")
     pytester.makepyfile(
@@ -168,7 +169,7 @@ import os, pytest
 from conftest import PYTEST_PID
 
 @pytest.mark.mountns({str(target)!r})
-def test_still_isolated():
+def test_forks_as_it_asks():
     assert os.getpid() != PYTEST_PID
     open({str(target / "x")!r}, "w").close()
 
@@ -181,7 +182,7 @@ def test_asks_for_it_by_marker():
     pytest_command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
     command = ["unshare", "--user", "--map-user=65534", "--map-group=65534", "--"]
     done = subprocess.run(
-        [*command, *pytest_command, "--mountns-mode=inprocess"],
+        [*command, *pytest_command],
         cwd=pytester.path,
         capture_output=True,
         text=True,
@@ -189,8 +190,12 @@ def test_asks_for_it_by_marker():
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "mode fork, as inprocess is unavailable: it needs CAP_SYS_ADMIN" in done.stdout
-    summary = "mountns: 2 test(s) asked for in-process isolation and forked instead: it needs"
+    assert "isolation available (user namespace as uid 65534, gid 65534); mode fork;" in done.stdout
+    summary = (
+        "mountns: 1 test(s) asked for in-process isolation and forked instead: it needs "
+        "CAP_SYS_ADMIN; isolation here takes a user namespace per test, which a thread cannot "
+        "leave (--mountns-userns=session enters one for the whole session)"
+    )
     assert summary in done.stdout
     assert outcomes(done.stdout) == {"passed": 2}, done.stdout
     assert os.listdir(target) == []

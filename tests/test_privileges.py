@@ -194,7 +194,7 @@ def test_bad_userns_values_are_usage_errors(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess(timeout=60)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
-        ["*ini mountns_userns='sometimes': must be one of auto, always, never"]
+        ["*ini mountns_userns='sometimes': must be one of auto, always, never, session"]
     )
 
 
