@@ -6,7 +6,7 @@ import os
 import platform
 import sys
 
-from . import __version__, _linux, _mountinfo, _probe
+from . import __version__, _linux, _mountinfo, _probe, _session
 
 
 def report() -> str:
@@ -39,17 +39,39 @@ def report() -> str:
             outcome = _probe.diagnose(failure, user_namespace, privileged, "auto", knobs)
         lines.append(f"    {label}: {outcome}")
     lines.append("  what pytest would use:")
-    for mode in _probe.USERNS_MODES:
+    for mode in ("auto", "always", "never"):
         availability = _probe.probe(mode)
         verdict = availability.how if availability.available else f"skip: {availability.how}"
         lines.append(
             f"    --mountns-userns={mode}{' (default)' if mode == 'auto' else ''}: {verdict}"
         )
-    reason = _probe.why_not_in_process(_probe.probe("auto"))
-    lines.append(
-        f"    --mountns-mode=inprocess: {'works' if reason is None else 'forks: ' + reason}"
-    )
+    session = _session_verdict(privileged)
+    if privileged:
+        outcome = "nothing to enter as root: a plain mount namespace per test"
+    elif session is None:
+        outcome = _probe.describe(False, in_session=True)
+    else:
+        outcome = f"a user namespace per test, as one for the session fails: {session}"
+    lines.append(f"    --mountns-userns=session: {outcome}")
+    reason = _probe.why_not_in_process(_probe.probe("auto"), session)
+    if reason is None:
+        inprocess = "works"
+    elif session is None:
+        inprocess = "works, in one user namespace for the session (auto enters it)"
+    else:
+        inprocess = f"forks: {reason}"
+    lines.append(f"    --mountns-mode=inprocess: {inprocess}")
     return "\n".join(lines)
+
+
+def _session_verdict(privileged: bool) -> str | None:
+    """Why one user namespace for the session cannot be had here, or None; tried in a child."""
+    if privileged:
+        return None  # nothing to enter: the plain namespace per test is there already
+    threads = _session.other_threads()
+    if threads:
+        return f"this process runs other threads ({', '.join(threads)})"
+    return _session.why_not()
 
 
 if __name__ == "__main__":

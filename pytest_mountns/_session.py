@@ -57,11 +57,9 @@ def start(for_workers: bool) -> str | None:
             f"({', '.join(threads)}) when the plugin configures, and only a single-threaded "
             "process may enter a user namespace: a conftest or a plugin started them early"
         )
-    failure = _probe.in_throwaway_child(_trial)
-    if failure is not None:
-        if failure.errno == 0:
-            return failure.message
-        return _probe.diagnose(failure, True, False, "session", _probe.read_knobs())
+    reason = why_not()
+    if reason is not None:
+        return reason
     try:
         _linux.unshare(CloneFlag.NEWUSER)
     except OSError as error:  # nothing changed
@@ -75,6 +73,16 @@ def start(for_workers: bool) -> str | None:
             "--mountns-userns=auto and the default fork mode."
         ) from error
     return None
+
+
+def why_not() -> str | None:
+    """Why the session's sequence fails here, tried in a throwaway child, or None."""
+    failure = _probe.in_throwaway_child(_trial)
+    if failure is None:
+        return None
+    if failure.errno == 0:
+        return failure.message
+    return _probe.diagnose(failure, True, False, "session", _probe.read_knobs())
 
 
 def settle_inherited(for_workers: bool) -> None:
@@ -96,16 +104,21 @@ def settle_inherited(for_workers: bool) -> None:
 
 
 def other_threads() -> list[str]:
-    """The names of the process's threads besides the caller, as the kernel knows them."""
-    own = str(threading.get_native_id())
+    """The names of the process's threads besides the caller: Python's, else the kernel's."""
+    own = threading.get_native_id()
+    named = {thread.native_id: thread.name for thread in threading.enumerate()}
     names = []
-    for tid in sorted(os.listdir("/proc/self/task")):
-        if tid != own:
-            try:
-                with open(f"/proc/self/task/{tid}/comm") as comm:
-                    names.append(comm.read().strip())
-            except OSError:
-                continue  # it ended meanwhile
+    for tid in sorted(int(tid) for tid in os.listdir("/proc/self/task")):
+        if tid == own:
+            continue
+        if tid in named:
+            names.append(named[tid])
+            continue
+        try:
+            with open(f"/proc/self/task/{tid}/comm") as comm:
+                names.append(comm.read().strip())
+        except OSError:
+            continue  # it ended meanwhile
     return names
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import shlex
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +34,25 @@ def run_in_shared_root(
         timeout=timeout,
         env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
     )
+
+
+def run_while_the_host_mounts(
+    project: Path, ready: Path, late: Path, mounted: Path, *pytest_args: str, prefix: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """pytest in a throwaway namespace with ``/`` shared (the "host"), which mounts a
+    tmpfs on ``late`` once a test creates ``ready``, then creates ``mounted``.
+
+    ``prefix``: a shell command pytest runs under (``unshare --user ...``).
+    """
+    pytest_command = shlex.join(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", *pytest_args]
+    )
+    host_mounts_once_the_test_waits = (
+        f"(for i in $(seq 6000); do [ -e {ready} ] && break; sleep 0.01; done; "
+        f"mount -t tmpfs none {shlex.quote(str(late))} && touch {mounted}) &"
+    )
+    command = f"{host_mounts_once_the_test_waits} {prefix} {pytest_command}; wait"
+    return run_in_shared_root(command, project)
 
 
 def outcomes(output: str) -> dict[str, int]:

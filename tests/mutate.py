@@ -111,6 +111,21 @@ MUTATIONS = {
         '    os.chroot(".")\n',
         "",
     ),
+    "every capability in effect in a user namespace": (
+        "pytest_mountns/_namespace.py",
+        "keep_only_capabilities(CAPABILITIES_IN_EFFECT, CAPABILITIES_PERMITTED,",
+        "keep_only_capabilities(CAPABILITIES_PERMITTED, CAPABILITIES_PERMITTED,",
+    ),
+    "xdist's workers pass their capabilities on": (
+        "pytest_mountns/_session.py",
+        "    if inherited:\n",
+        "    if False:\n",
+    ),
+    "auto never enters the session": (
+        "pytest_mountns/_session.py",
+        '(userns == "auto" and mode == "inprocess")',
+        "False",
+    ),
 }
 
 

@@ -309,6 +309,7 @@ def test_not_linux_skips_with_the_platform(monkeypatch: pytest.MonkeyPatch) -> N
             [
                 "  you: uid 0, gid 0; CAP_SYS_ADMIN: yes",
                 "    --mountns-userns=auto (default): root: a plain mount namespace per test",
+                "    --mountns-userns=session: nothing to enter as root: *",
                 "    --mountns-mode=inprocess: works",
             ],
         ),
@@ -318,7 +319,10 @@ def test_not_linux_skips_with_the_platform(monkeypatch: pytest.MonkeyPatch) -> N
                 "  you: uid 65534, gid 65534; CAP_SYS_ADMIN: no",
                 "    plain (root): unshare(NEWNS): Operation not permitted (EPERM)*",
                 "    --mountns-userns=auto (default): user namespace as uid 65534, gid 65534",
-                "    --mountns-mode=inprocess: forks: it needs CAP_SYS_ADMIN; *",
+                "    --mountns-userns=session: one user namespace for the session, as uid 65534, "
+                "gid 65534: a plain mount namespace per test",
+                "    --mountns-mode=inprocess: works, in one user namespace for the session "
+                "(auto enters it)",
             ],
         ),
     ],

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests._helpers import outcomes, own_tmp, run_in_shared_root
+from tests._helpers import outcomes, own_tmp, run_while_the_host_mounts
 
 pytestmark = pytest.mark.both_modes
 
@@ -159,19 +158,6 @@ def is_tmpfs(path):
     return any(line.split()[4] == path and " - tmpfs " in line
                for line in open("/proc/self/mountinfo"))
 """
-
-
-def run_while_the_host_mounts(
-    project: Path, ready: Path, late: Path, mounted: Path
-) -> subprocess.CompletedProcess[str]:
-    """pytest in a throwaway namespace with ``/`` shared (the "host"), which mounts a
-    tmpfs on ``late`` once a test creates ``ready``, then creates ``mounted``."""
-    pytest_command = shlex.join([sys.executable, "-m", "pytest", "-p", "no:cacheprovider"])
-    host_mounts_once_the_test_waits = (
-        f"(for i in $(seq 6000); do [ -e {ready} ] && break; sleep 0.01; done; "
-        f"mount -t tmpfs none {shlex.quote(str(late))} && touch {mounted}) &"
-    )
-    return run_in_shared_root(f"{host_mounts_once_the_test_waits} {pytest_command}; wait", project)
 
 
 @pytest.mark.parametrize(("propagation", "sees_it"), [("slave", True), ("private", False)])
