@@ -383,10 +383,7 @@ class Runner:
         It falls back silently (the header, which ``-q`` hides, says so), and
         the variant would then measure the fork runner under another name.
         """
-        code = (
-            "from pytest_mountns import _probe\n"
-            "print(_probe.why_not_in_process(_probe.probe('auto')) or '')\n"
-        )
+        code = "from pytest_mountns import _session\nprint(_session.why_in_process_forks() or '')\n"
         done = subprocess.run(
             [self.interpreter.python, "-c", code],
             cwd=self.suite,

@@ -45,7 +45,7 @@ def report() -> str:
         lines.append(
             f"    --mountns-userns={mode}{' (default)' if mode == 'auto' else ''}: {verdict}"
         )
-    session = _session_verdict(privileged)
+    session = None if privileged else (_session.why_not() or None)
     if privileged:
         outcome = "nothing to enter as root: a plain mount namespace per test"
     elif session is None:
@@ -53,25 +53,15 @@ def report() -> str:
     else:
         outcome = f"a user namespace per test, as one for the session fails: {session}"
     lines.append(f"    --mountns-userns=session: {outcome}")
-    reason = _probe.why_not_in_process(_probe.probe("auto"), session)
-    if reason is None:
-        inprocess = "works"
-    elif session is None:
-        inprocess = "works, in one user namespace for the session (auto enters it)"
-    else:
+    reason = _session.why_in_process_forks()
+    if reason is not None:
         inprocess = f"forks: {reason}"
+    elif privileged:
+        inprocess = "works"
+    else:
+        inprocess = "works, in one user namespace for the session (auto enters it)"
     lines.append(f"    --mountns-mode=inprocess: {inprocess}")
     return "\n".join(lines)
-
-
-def _session_verdict(privileged: bool) -> str | None:
-    """Why one user namespace for the session cannot be had here, or None; tried in a child."""
-    if privileged:
-        return None  # nothing to enter: the plain namespace per test is there already
-    threads = _session.other_threads()
-    if threads:
-        return f"this process runs other threads ({', '.join(threads)})"
-    return _session.why_not()
 
 
 if __name__ == "__main__":

@@ -85,6 +85,17 @@ def why_not() -> str | None:
     return _probe.diagnose(failure, True, False, "session", _probe.read_knobs())
 
 
+def why_in_process_forks(userns: str = "auto") -> str | None:
+    """What ``--mountns-mode=inprocess`` gives a pytest started here: None if its tests run
+    in-process (in the session's namespace, where one is needed), else why they fork."""
+    session = None
+    if wanted(userns, "inprocess"):
+        session = why_not()
+        if session is None:
+            return None
+    return _probe.why_not_in_process(_probe.probe(userns), session)
+
+
 def settle_inherited(for_workers: bool) -> None:
     """In a process that a session's process executed (xdist's worker), which got its
     capabilities all in effect: again only those isolation needs, and none for the
