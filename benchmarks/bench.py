@@ -582,9 +582,15 @@ def inprocess_floor(target: str, iterations: int) -> dict[str, Any]:
 
     A second, idle thread runs first, so the process is multithreaded, as a
     pytest run may be. It never forks after that, so the fork floor runs first.
+    Without CAP_SYS_ADMIN the process enters the session's user namespace
+    first, as the plugin does for ``--mountns-mode=inprocess``.
     """
-    from pytest_mountns import _thread_namespace
+    from pytest_mountns import _session, _thread_namespace
 
+    if _session.wanted("auto", "inprocess"):
+        reason = _session.start(for_workers=False)
+        if reason is not None:
+            return {"unavailable": f"no user namespace for the session: {reason}"}
     idle = threading.Event()
     threading.Thread(target=idle.wait, name="bench-idle", daemon=True).start()
     reason = _thread_namespace.probe()
