@@ -90,6 +90,8 @@ STRETCH_VS_FLOOR = 2.0
 INPROCESS_BUDGET_VS_FORKED = 0.1
 INPROCESS_BUDGET_VS_FLOOR = 2.0
 INPROCESS_ARGS = ("--mountns-all", "--mountns-mode=inprocess")
+SESSION_ARGS = ("--mountns-all", "--mountns-userns=session")
+"""Fork mode in one user namespace for the session: run only without root, where it differs."""
 FLOOR_WARMUP = 20
 MIB = 1024 * 1024
 
@@ -662,6 +664,8 @@ def main_jobs(runner: Runner, skipped: dict[str, str]) -> dict[str, Callable[[],
         ]
     else:
         skipped["mountns -n"] = skipped["forked -n"] = "no venv with pytest-xdist"
+    if os.geteuid() != 0:  # fork mode without root: a user namespace per test, or one for all
+        cases.append(Case("mountns session", (*SESSION_ARGS,)))
     reason = runner.why_not_in_process()
     if reason is None:
         cases.append(Case("inprocess", INPROCESS_ARGS))
@@ -837,6 +841,7 @@ def format_main(results: dict[str, Any]) -> list[str]:
     busy = f" -n {WORKERS}"
     labels = (
         ("mountns", "--mountns-all"),
+        ("mountns session", "--mountns-all session"),
         ("forked", "--forked"),
         ("inprocess", "inprocess"),
         ("mountns -n", f"--mountns-all{busy}"),
@@ -844,6 +849,8 @@ def format_main(results: dict[str, Any]) -> list[str]:
     )
     for name, label in labels:
         row = results["variants"].get(name)
+        if row is None and name == "mountns session" and name not in results.get("skipped", {}):
+            continue  # run without root only
         if row is None:
             reason = results.get("skipped", {}).get(name, "not run")
             lines.append(f"{label:<20}    skipped ({reason})")
@@ -862,6 +869,8 @@ def format_main(results: dict[str, Any]) -> list[str]:
         )
     if "inprocess" in results["variants"]:
         lines.append(f"inprocess: {' '.join(INPROCESS_ARGS)}")
+    if "mountns session" in results["variants"]:
+        lines.append(f"--mountns-all session: {' '.join(SESSION_ARGS)}")
     return lines
 
 
@@ -935,6 +944,10 @@ def format_ratios(results: dict[str, Any]) -> list[str]:
             f"mountns / forked overhead, -n {WORKERS} = {ratio:.2f}  "
             f"(budget <= {BUDGET_VS_FORKED}: {verdict(ratio, BUDGET_VS_FORKED)})"
         )
+    session = results["variants"].get("mountns session")
+    if session is not None:
+        ratio = session["overhead_ms"] / mountns
+        lines.append(f"mountns, one user namespace for the session / one per test = {ratio:.2f}")
     ratio = mountns / floor
     lines.append(
         f"mountns / floor overhead  = {ratio:.2f}  "
