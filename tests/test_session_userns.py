@@ -197,6 +197,20 @@ def test_forked():
         "when the plugin configures, and only a single-threaded process may enter a user "
         "namespace: a conftest or a plugin started them early"
     ) in done.stdout
+    done = subprocess.run(
+        [*command, "--mountns-all", "--mountns-userns=session"],
+        cwd=pytester.path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    assert outcomes(done.stdout) == {"passed": 1, "warnings": 1}, done.stdout + done.stderr
+    assert "isolation available (user namespace as uid 65534, gid 65534); mode fork;" in done.stdout
+    assert (
+        "mountns: no user namespace for the session: pytest's process already runs 1 other "
+        "thread(s) (early-bird)"
+    ) in done.stdout
 
 
 def test_the_session_is_a_slave_of_the_host_s_mounts(pytester: pytest.Pytester) -> None:
