@@ -56,6 +56,7 @@ AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
 SYS_MOUNT_SETATTR = 442  # the same on every architecture since Linux 5.12
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -163,6 +164,19 @@ def mount(
     result = _mount(_encode(source), _encode(target), _encode(fstype), int(flags), _encode(data))
     if result == -1:
         _fail(f"mount({fstype or source}, {_names(flags)})", target)
+
+
+def pivot_root(new_root: str, put_old: str) -> None:
+    """Make ``new_root`` the root of this mount namespace; the old one goes to ``put_old``."""
+    number = SYS_PIVOT_ROOT.get(os.uname().machine)
+    if number is None:
+        raise OSError(errno.ENOSYS, f"pivot_root: unknown on {os.uname().machine}", new_root)
+    result = _syscall(
+        ctypes.c_long(number),
+        ctypes.c_char_p(os.fsencode(new_root)),
+        ctypes.c_char_p(os.fsencode(put_old)),
+    )
+    _check(result, "pivot_root", new_root)
 
 
 def umount(target: str, flags: int = 0) -> None:

@@ -29,6 +29,8 @@ class MountEntry:
     """Per-mount options (``ro``, ``nosuid``...) then the file system's own (``size=...``)."""
     propagation: str
     """``shared``, ``slave``, ``private`` or ``unbindable``."""
+    mount_id: int = -1
+    """The kernel's id of the mount, as ``/proc/PID/fdinfo`` gives it for a descriptor."""
 
 
 def read(path: str = MOUNTINFO) -> list[MountEntry]:
@@ -61,6 +63,7 @@ def _parse(line: bytes) -> MountEntry:
         source=_unescape(fields[separator + 2]),
         options=tuple(options),
         propagation=propagation,
+        mount_id=int(fields[0]),
     )
 
 

@@ -1,0 +1,200 @@
+"""Hermetic tests: every writable file system the test sees, behind a copy-on-write overlay.
+
+In the test's namespace, already cut off from the host, a new root is
+assembled on a staging tmpfs: for each writable real file system an overlay
+(the real one below, a directory of the staging tmpfs above), for the others
+(proc, sysfs, devtmpfs, cgroup, read-only mounts) a bind of the mount as it
+is, each at its place, parents first. Then ``pivot_root`` into it, and the old
+root is detached. The test reads the real files; what it writes, creates,
+renames or deletes lands in the upper layers, which vanish with the namespace
+and which ``Cover.writes`` walks to say what the test tried to write.
+
+Runs where the namespace's mounts are applied (the forked child, or pytest's
+thread in its test's namespace). Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+from dataclasses import dataclass
+
+from . import _linux, _mountinfo
+from ._linux import MountFlag
+
+PASS_THROUGH = frozenset(
+    {
+        "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs",
+        "tracefs", "pstore", "bpf", "mqueue", "hugetlbfs", "configfs", "fusectl",
+        "binfmt_misc", "autofs", "efivarfs", "nsfs", "rpc_pipefs", "selinuxfs",
+    }
+)  # fmt: skip
+"""File systems that are not files: bound as they are, never overlaid."""
+PASS_THROUGH_BELOW = ("/proc", "/sys")
+STAGING_PLACES = ("/tmp", "/var/tmp", "/mnt", "/dev")
+"""Where the staging tmpfs is mounted for a moment: any directory will do, as every
+mount is held by a descriptor before, and the old tree is dropped after."""
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One overlaid file system: where it is, its upper layer, and the real one below."""
+
+    mountpoint: str
+    upper: str
+    """The upper layer's name in the staging tmpfs."""
+    lower: int
+    """A descriptor of the real file system's root, held for the audit."""
+
+
+@dataclass(frozen=True)
+class Write:
+    path: str
+    change: str
+    """``created``, ``modified`` or ``deleted``."""
+
+
+class Cover:
+    """The overlays of one test, and what it wrote through them."""
+
+    def __init__(self, staging: int, layers: tuple[Layer, ...]) -> None:
+        self._staging = staging
+        self.layers = layers
+
+    def writes(self) -> list[Write]:
+        """Every path the test created, modified or deleted under an overlay, in order.
+
+        A rename shows as the old path deleted and the new one created; a
+        directory shows only where it is new (its parents are copied up as
+        a matter of course); a file copied up for a change of its metadata
+        only counts as modified.
+        """
+        found: list[Write] = []
+        for layer in self.layers:
+            top = f"/proc/self/fd/{self._staging}/{layer.upper}"
+            for directory, dirs, files, fd in os.fwalk(top, follow_symlinks=False):
+                relative = os.path.relpath(directory, top)
+                for name in sorted(dirs + files):
+                    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                    path = os.path.normpath(os.path.join(relative, name))
+                    change = _change(info, _exists_below(layer.lower, path))
+                    if change is not None:
+                        found.append(Write(_join(layer.mountpoint, path), change))
+                dirs.sort()
+        return found
+
+    def close(self) -> None:
+        for layer in self.layers:
+            os.close(layer.lower)
+        os.close(self._staging)
+
+
+def cover(through: tuple[str, ...] = ()) -> Cover:
+    """Put every writable real file system behind an overlay, in this mount namespace.
+
+    ``through`` are directories that stay the real ones, writable (pytest's
+    basetemp): bound over the overlay once it is in place.
+    """
+    held = _visible_mounts()
+    kept = [(path, _open(path)) for path in through]
+    cwd = os.getcwd()
+    layers: list[Layer] = []
+    try:
+        staging_place = next(p for p in STAGING_PLACES if os.path.isdir(p))
+        _linux.mount("tmpfs", staging_place, "tmpfs", MountFlag.NOSUID | MountFlag.NODEV,
+                     "mode=0700")  # fmt: skip
+        staging = _open(staging_place)
+        new_root = os.path.join(staging_place, "root")
+        os.mkdir(new_root, 0o755)
+        for index, (path, fd, entry) in enumerate(held):
+            target = new_root + ("" if path == "/" else path)
+            if _overlaid(path, entry):
+                upper, work = f"upper{index}", f"work{index}"
+                os.mkdir(upper, 0o755, dir_fd=staging)
+                os.mkdir(work, 0o755, dir_fd=staging)
+                base = f"/proc/self/fd/{staging}/"
+                data = f"lowerdir=/proc/self/fd/{fd},upperdir={base}{upper},workdir={base}{work}"
+                with _linux.capability_in_effect(_linux.CAP_DAC_OVERRIDE):
+                    _linux.mount("overlay", target, "overlay", MountFlag.NONE, data)
+                layers.append(Layer(path, upper, os.dup(fd)))
+            else:
+                _linux.mount(f"/proc/self/fd/{fd}", target, None, MountFlag.BIND)
+        for path, fd in kept:  # while their mounts are still in this namespace
+            target = new_root + path
+            _linux.mount(f"/proc/self/fd/{fd}", target, None, MountFlag.BIND | MountFlag.REC)
+        os.chdir(new_root)
+        _linux.pivot_root(".", ".")
+        _linux.umount(".", _linux.MNT_DETACH)
+    finally:
+        for _, fd, _ in held:
+            os.close(fd)
+        for _, fd in kept:
+            os.close(fd)
+    with contextlib.suppress(OSError):
+        os.chdir(cwd)
+    return Cover(staging, tuple(layers))
+
+
+def _visible_mounts() -> list[tuple[str, int, _mountinfo.MountEntry]]:
+    """Each mount the test can reach, with a descriptor of it, parents first.
+
+    A mount hidden below another at the same place (or below a mount over one
+    of its parents) is not reached by its path: the descriptor's mount, read
+    back from ``fdinfo``, tells which one is.
+    """
+    entries = {entry.mount_id: entry for entry in _mountinfo.read()}
+    found: dict[str, tuple[int, _mountinfo.MountEntry]] = {}
+    for entry in entries.values():
+        path = entry.mountpoint
+        if path in found:
+            continue
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # a mount may be a file's
+        except OSError:
+            continue
+        top = entries.get(_mount_id(fd))
+        if top is None or top.mountpoint != path:
+            os.close(fd)
+            continue
+        found[path] = (fd, top)
+    ordered = sorted(found, key=lambda path: (path != "/", path.count("/"), path))
+    return [(path, *found[path]) for path in ordered]
+
+
+def _overlaid(path: str, entry: _mountinfo.MountEntry) -> bool:
+    if entry.fstype in PASS_THROUGH or "ro" in entry.options[:1]:
+        return False
+    return not any(path == top or path.startswith(top + "/") for top in PASS_THROUGH_BELOW)
+
+
+def _mount_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}") as info:
+        for line in info:
+            if line.startswith("mnt_id:"):
+                return int(line.split()[1])
+    return -1
+
+
+def _open(path: str) -> int:
+    return os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def _exists_below(lower: int, path: str) -> bool:
+    try:
+        os.stat(path, dir_fd=lower, follow_symlinks=False)
+    except OSError:
+        return False
+    return True
+
+
+def _change(info: os.stat_result, below: bool) -> str | None:
+    if stat.S_ISCHR(info.st_mode) and info.st_rdev == 0:
+        return "deleted" if below else None  # a whiteout
+    if stat.S_ISDIR(info.st_mode):
+        return None if below else "created"
+    return "modified" if below else "created"
+
+
+def _join(mountpoint: str, path: str) -> str:
+    return "/" + path if mountpoint == "/" else f"{mountpoint}/{path}"

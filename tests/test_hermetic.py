@@ -1,0 +1,143 @@
+"""The hermetic cover (issue 18, first part): every writable file system behind an overlay.
+
+Each test forks a child that enters a private mount namespace, covers it
+(``_hermetic.cover``) and, once it has checked that ``/`` is an overlay, writes
+to the host's paths; the parent then checks that the host has none of it,
+and what the audit listed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from pytest_mountns import _hermetic, _linux, _mountinfo, _namespace
+
+pytestmark = [
+    pytest.mark.skipif(os.geteuid() != 0, reason="covers as root; a user namespace is not done"),
+    pytest.mark.fork_only(reason="calls the cover directly, in a child of its own"),
+]
+
+
+def in_covered_child(
+    body: Callable[[_hermetic.Cover], object], through: tuple[str, ...] = ()
+) -> object:
+    """Run ``body`` in a forked child under the cover; its JSON-able result, or raise
+    with the child's error. Nothing is written before ``/`` is seen to be an overlay."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        answer: dict[str, object]
+        try:
+            _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
+            cover = _hermetic.cover(through)
+            [root] = [entry for entry in _mountinfo.read() if entry.mountpoint == "/"][-1:]
+            if root.fstype != "overlay":
+                raise RuntimeError(f"/ is {root.fstype}, not covered: nothing written")
+            answer = {"result": body(cover)}
+        except BaseException as error:
+            answer = {"error": f"{type(error).__name__}: {error}"}
+        os.write(write_fd, json.dumps(answer).encode())
+        os._exit(0)
+    os.close(write_fd)
+    with open(read_fd) as pipe:
+        answer = json.loads(pipe.read() or '{"error": "no answer"}')
+    os.waitpid(pid, 0)
+    if "error" in answer:
+        raise AssertionError(answer["error"])
+    return answer["result"]
+
+
+def snapshot(*roots: Path) -> dict[str, bytes | None]:
+    found: dict[str, bytes | None] = {}
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            found[str(path)] = path.read_bytes() if path.is_file() else None
+    return found
+
+
+def test_writes_anywhere_reach_nothing_and_are_listed(tmp_path: Path) -> None:
+    """~, /tmp, /var/tmp and a project directory; a deletion and a rename."""
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "kept.txt").write_text("kept")
+    (project / "deleted.txt").write_text("deleted")
+    (project / "renamed.txt").write_text("renamed")
+    name = f"mountns-hermetic-{uuid.uuid4().hex}"
+    home = Path(os.path.expanduser("~")) / name
+    tmp = Path("/tmp") / name
+    var_tmp = Path("/var/tmp") / name
+    before = snapshot(project)
+
+    def body(cover: _hermetic.Cover) -> object:
+        home.write_text("home")
+        tmp.write_text("tmp")
+        var_tmp.mkdir()
+        (var_tmp / "inside").write_text("inside")
+        (project / "kept.txt").write_text("changed")
+        (project / "deleted.txt").unlink()
+        (project / "renamed.txt").rename(project / "new-name.txt")
+        return [(write.path, write.change) for write in cover.writes()]
+
+    listed = in_covered_child(body)
+    assert snapshot(project) == before
+    assert not home.exists() and not tmp.exists() and not var_tmp.exists()
+    assert sorted(map(tuple, listed)) == sorted(  # type: ignore[arg-type]
+        [
+            (str(home), "created"),
+            (str(tmp), "created"),
+            (str(var_tmp), "created"),
+            (str(var_tmp / "inside"), "created"),
+            (str(project / "kept.txt"), "modified"),
+            (str(project / "deleted.txt"), "deleted"),
+            (str(project / "renamed.txt"), "deleted"),
+            (str(project / "new-name.txt"), "created"),
+        ]
+    )
+
+
+def test_submounts_stay_reachable_and_behave() -> None:
+    """/proc/self is the child, /dev/null swallows, /dev/shm is covered too."""
+    name = f"mountns-hermetic-{uuid.uuid4().hex}"
+
+    def body(cover: _hermetic.Cover) -> object:
+        with open("/dev/null", "w") as null:
+            null.write("gone")
+        Path("/dev/shm", name).write_text("shm")
+        return {
+            "self": int(os.readlink("/proc/self")),
+            "pid": os.getpid(),
+            "writes": [(write.path, write.change) for write in cover.writes()],
+            "kinds": {e.mountpoint: e.fstype for e in _mountinfo.read()},
+        }
+
+    result = in_covered_child(body)
+    assert isinstance(result, dict)
+    assert result["self"] == result["pid"]
+    assert result["writes"] == [[f"/dev/shm/{name}", "created"]]
+    assert not Path("/dev/shm", name).exists()
+    kinds = result["kinds"]
+    assert kinds["/proc"] == "proc" and kinds["/dev"] == "devtmpfs" and kinds["/sys"] == "sysfs"
+    assert kinds["/dev/shm"] == "overlay" and kinds["/"] == "overlay"
+
+
+def test_a_directory_kept_through_is_the_real_one(tmp_path: Path) -> None:
+    """pytest's basetemp: what the test writes there stays, for inspection."""
+    kept, covered = tmp_path / "kept", tmp_path / "covered"
+    kept.mkdir()
+    covered.mkdir()
+
+    def body(cover: _hermetic.Cover) -> object:
+        (kept / "result.txt").write_text("stays")
+        (covered / "result.txt").write_text("vanishes")
+        return [(write.path, write.change) for write in cover.writes()]
+
+    listed = in_covered_child(body, through=(str(kept),))
+    assert (kept / "result.txt").read_text() == "stays"
+    assert not (covered / "result.txt").exists()
+    assert listed == [[str(covered / "result.txt"), "created"]]
