@@ -58,9 +58,11 @@ class Write:
 class Cover:
     """The overlays of one test, and what it wrote through them."""
 
-    def __init__(self, staging: int, layers: tuple[Layer, ...]) -> None:
+    def __init__(self, staging: int, layers: tuple[Layer, ...], readonly: tuple[str, ...]) -> None:
         self._staging = staging
         self.layers = layers
+        self.readonly = readonly
+        """The file systems made read-only instead of overlaid (in a user namespace)."""
 
     def writes(self) -> list[Write]:
         """Every path the test created, modified or deleted under an overlay, in order.
@@ -87,16 +89,37 @@ class Cover:
     def close(self) -> None:
         for layer in self.layers:
             os.close(layer.lower)
-        os.close(self._staging)
+        if self._staging >= 0:
+            os.close(self._staging)
 
 
-def cover(through: tuple[str, ...] = ()) -> Cover:
+def cover(through: tuple[str, ...] = (), readonly_instead: bool = False) -> Cover:
     """Put every writable real file system behind an overlay, in this mount namespace.
 
     ``through`` are directories that stay the real ones, writable (pytest's
-    basetemp): bound over the overlay once it is in place.
+    basetemp): bound over the overlay once it is in place. ``readonly_instead``:
+    in a user namespace, where an overlay cannot copy up what belongs to ids it
+    does not map (root's directories: EOVERFLOW at the first write), each is made
+    read-only where it is instead, never left writable (the caller binds
+    ``through`` back, writable).
     """
     held = _visible_mounts()
+    try:
+        if readonly_instead:
+            readonly = [path for path, _, entry in held if _overlaid(path, entry)]
+            for path in readonly:
+                _linux.set_readonly(path, recursive=False)
+            return Cover(-1, (), tuple(readonly))
+        return _new_root(held, through)
+    finally:
+        for _, fd, _ in held:
+            os.close(fd)
+
+
+def _new_root(
+    held: list[tuple[str, int, _mountinfo.MountEntry]], through: tuple[str, ...]
+) -> Cover:
+    """The overlays and binds on a staging tmpfs, then ``pivot_root`` into them."""
     kept = [(path, _open(path)) for path in through]
     cwd = os.getcwd()
     layers: list[Layer] = []
@@ -127,13 +150,11 @@ def cover(through: tuple[str, ...] = ()) -> Cover:
         _linux.pivot_root(".", ".")
         _linux.umount(".", _linux.MNT_DETACH)
     finally:
-        for _, fd, _ in held:
-            os.close(fd)
         for _, fd in kept:
             os.close(fd)
     with contextlib.suppress(OSError):
         os.chdir(cwd)
-    return Cover(staging, tuple(layers))
+    return Cover(staging, tuple(layers), ())
 
 
 def _visible_mounts() -> list[tuple[str, int, _mountinfo.MountEntry]]:

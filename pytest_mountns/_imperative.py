@@ -7,9 +7,11 @@ once in the test's own namespace, which ends with the test.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 from . import _mountinfo, _namespace, _plan, _spec
+from ._hermetic import Write
 from ._mountinfo import MountEntry
 from ._spec import Declaration, Mount
 
@@ -17,9 +19,10 @@ from ._spec import Declaration, Mount
 class MountNamespace:
     """The isolated test's mount namespace. Relative sources start at the test file's directory."""
 
-    def __init__(self, base: str, only_own_ids: bool) -> None:
+    def __init__(self, base: str, only_own_ids: bool, writes: Callable[[], list[Write]]) -> None:
         self._base = base
         self._only_own_ids = only_own_ids
+        self._writes = writes
 
     def tmpfs(self, path: str | os.PathLike[str], **options: object) -> Path:
         """A fresh tmpfs on ``path``, with options as a marker takes them (``size="16m"``)."""
@@ -50,6 +53,11 @@ class MountNamespace:
     def overlay(self, path: str | os.PathLike[str]) -> Path:
         """Copy-on-write over a directory: the test sees its writes, the host none of them."""
         return self._mount(Mount("overlay", _spec.normalize_path(path, "mountns.overlay path")))
+
+    def writes(self) -> list[Write]:
+        """In a hermetic test: what it wrote outside its declared mounts so far, each a
+        ``path`` and a ``change`` (``created``, ``modified``, ``deleted``)."""
+        return self._writes()
 
     def mounts(self) -> list[MountEntry]:
         """This namespace's mount table, parsed."""

@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-from . import _linux
+from . import _hermetic, _linux
 from ._linux import CloneFlag, MountFlag
 from ._plan import MountPlan, is_within
 from ._spec import Mount, TmpfsOptions
@@ -64,7 +64,7 @@ def mount_tmpfs(target: str, options: TmpfsOptions) -> None:
     _linux.mount("tmpfs", target, "tmpfs", flags, options.mount_data())
 
 
-def apply(plan: MountPlan) -> None:
+def apply(plan: MountPlan, only_own_ids: bool = False) -> _hermetic.Cover | None:
     """Mount the plan, parents first, make what it needs, then bind back what it must not hide.
 
     Bind sources are opened before anything is mounted, so a mount cannot
@@ -73,12 +73,18 @@ def apply(plan: MountPlan) -> None:
     made here (a ``ro`` tmpfs, a hidden directory) turns so last, once what
     lies inside exists; read-only binds turn so at once, as nothing is made below them.
     ``plan.keep`` holds pytest's basetemp: a tmpfs over ``/tmp`` would
-    otherwise hide the directory ``tmp_path`` lives in.
+    otherwise hide the directory ``tmp_path`` lives in. A hermetic plan covers
+    the file systems first (``_hermetic``), and the declared mounts go on top;
+    in a user namespace (``only_own_ids``) they turn read-only instead.
     """
     cwd = os.getcwd()
+    cover = None
+    owned: set[int] = set()
+    if plan.hermetic:
+        cover = _hermetic.cover(plan.keep, readonly_instead=only_own_ids)
+        owned.update(os.stat(layer.mountpoint).st_dev for layer in cover.layers)
     sources = {m.target: _open_path(m.source) for m in plan.mounts if m.source is not None}
     kept = [(path, _open_path(path)) for path in plan.keep]
-    owned: set[int] = set()
     try:
         for mount in plan.mounts:
             if not os.path.lexists(mount.target):
@@ -100,8 +106,9 @@ def apply(plan: MountPlan) -> None:
     finally:
         for fd in (*sources.values(), *(fd for _, fd in kept)):
             os.close(fd)
-    if plan.covers(cwd):
+    if plan.covers(cwd) or cover is not None:
         _reenter(cwd, plan)
+    return cover
 
 
 def apply_one(mount: Mount, source: int | None = None, deferred: bool = False) -> None:

@@ -38,6 +38,8 @@ class MountPlan:
     """Host directories a mount covers that stay reachable, bound back (pytest's basetemp)."""
     make: tuple[str, ...] = ()
     """Directories that must exist once mounted (the ``isolated_tmpfs`` mount point)."""
+    hermetic: bool = False
+    """Every writable file system behind an overlay first (``_hermetic``), these on top."""
 
     def covers(self, path: str) -> bool:
         """Whether a mount of this plan is at ``path`` or one of its ancestors."""
@@ -50,6 +52,7 @@ def resolve(
     ids: tuple[int, int] | None = None,
     keep: Mapping[str, str] = {},
     make: Mapping[str, str] = {},
+    hermetic: bool = False,
 ) -> MountPlan:
     """Check every target against the file system and order parents before children.
 
@@ -64,11 +67,13 @@ def resolve(
     _check_order(model, ordered)
     for path, what in {**keep, **make}.items():
         model.check_reachable(path, what)
+    covered = [path for path in keep if hermetic or any(is_within(path, m.target) for m in ordered)]
     plan = MountPlan(
         tuple(ordered),
         declaration.propagation or "private",
-        keep=tuple(path for path in keep if any(is_within(path, m.target) for m in ordered)),
+        keep=tuple(covered),
         make=tuple(make),
+        hermetic=hermetic,
     )
     if ids is not None:
         _check_mapped_ids(plan, *ids)

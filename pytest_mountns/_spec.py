@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("tmpfs", "bind", "ro_bind", "readonly", "hide", "overlay")
-MARKER_KEYWORDS = (*KINDS, "propagation", "timeout", "fork")
+MARKER_KEYWORDS = (*KINDS, "propagation", "timeout", "fork", "hermetic")
 PROPAGATIONS = ("private", "slave")
 TMPFS_OPTIONS = ("size", "nr_inodes", "mode", "uid", "gid", "ro", "noexec")
 _ALWAYS_ON = ("nosuid", "nodev")
@@ -84,6 +84,8 @@ class Declaration:
     timeout: float | None = None
     fork: bool | None = None
     """False: run in pytest's own thread (in-process mode); True: in a forked child."""
+    hermetic: bool | None = None
+    """True: every writable file system behind an overlay; None: as the session says."""
 
 
 def parse_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], base: str) -> Declaration:
@@ -140,9 +142,11 @@ def parse_marker(args: tuple[Any, ...], kwargs: Mapping[str, Any], base: str) ->
     fork = kwargs.get("fork")
     if fork is not None and not isinstance(fork, bool):
         raise DeclarationError(f"fork={fork!r}", "must be True or False")
-    return Declaration(
-        mounts, propagation, None if timeout is None else parse_timeout(timeout, "timeout="), fork
-    )
+    hermetic = kwargs.get("hermetic")
+    if hermetic is not None and not isinstance(hermetic, bool):
+        raise DeclarationError(f"hermetic={hermetic!r}", "must be True or False")
+    timeout_seconds = None if timeout is None else parse_timeout(timeout, "timeout=")
+    return Declaration(mounts, propagation, timeout_seconds, fork, hermetic)
 
 
 def parse_timeout(value: object, where: str) -> float:
@@ -177,19 +181,20 @@ def _add(mounts: dict[str, Mount], mount: Mount) -> None:
 def merge(closest_first: Iterable[Declaration]) -> Declaration:
     """Merge the declarations of an item's markers; the closest one wins per target."""
     mounts: dict[str, Mount] = {}
-    propagation = timeout = fork = None
+    propagation = timeout = fork = hermetic = None
     for declaration in reversed(list(closest_first)):
         mounts.update(declaration.mounts)
         propagation = declaration.propagation or propagation
         timeout = declaration.timeout or timeout
         fork = fork if declaration.fork is None else declaration.fork
+        hermetic = hermetic if declaration.hermetic is None else declaration.hermetic
     if fork is False and timeout is not None:
         raise DeclarationError(
             "fork=False",
             f"cannot be combined with timeout={timeout:g}: "
             "only a forked child can be stopped when it overruns",
         )
-    return Declaration(mounts, propagation, timeout, fork)
+    return Declaration(mounts, propagation, timeout, fork, hermetic)
 
 
 def normalize_path(value: object, argument: str) -> str:

@@ -18,6 +18,7 @@ import pytest
 
 from . import (
     _adapters,
+    _audit,
     _forking,
     _inprocess,
     _internals,
@@ -59,6 +60,7 @@ class Settings:
     tmpfs_size: str
     timeout: float | None
     mode: str
+    hermetic: str = "off"
 
 
 settings_key = pytest.StashKey[Settings]()
@@ -118,6 +120,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "the namespace: far cheaper, needs CAP_SYS_ADMIN, contains no crash; a test with a "
         "timeout still forks) (ini: mountns_mode; the marker's fork= wins)",
     )
+    group.addoption(
+        "--mountns-hermetic",
+        nargs="?",
+        const="on",
+        choices=_audit.MODES,
+        default=None,
+        help="cover every writable file system of every isolated test with a throwaway "
+        "overlay: on (the default value), report (list what each test wrote), strict (fail "
+        "a test that wrote), off (ini: mountns_hermetic; the marker's hermetic= wins)",
+    )
+    parser.addini("mountns_hermetic", default="off", help="off, on, report or strict")
     parser.addini("mountns_mode", default="fork", help="fork or inprocess")
     parser.addini("mountns_userns", default="auto", help="auto, always, never or session")
     parser.addini("mountns_timeout", default="", help="seconds an isolated test may run")
@@ -153,6 +166,10 @@ def pytest_configure(config: pytest.Config) -> None:
     mode = config.getoption("mountns_mode") or str(config.getini("mountns_mode"))
     if mode not in MODES:
         raise pytest.UsageError(f"ini mountns_mode={mode!r}: must be one of {', '.join(MODES)}")
+    hermetic = config.getoption("mountns_hermetic") or str(config.getini("mountns_hermetic"))
+    if hermetic not in _audit.MODES:
+        choices = ", ".join(_audit.MODES)
+        raise pytest.UsageError(f"ini mountns_hermetic={hermetic!r}: must be one of {choices}")
     timeout = config.getoption("mountns_timeout")
     ini_timeout = str(config.getini("mountns_timeout")).strip()
     if timeout is None and ini_timeout:
@@ -167,7 +184,9 @@ def pytest_configure(config: pytest.Config) -> None:
         tmpfs_size=size,
         timeout=timeout,
         mode=mode,
+        hermetic=hermetic,
     )
+    config.pluginmanager.register(_audit.Audit(), "mountns-audit")
     config.stash[forked_instead_key] = 0
     config.stash[session_failure_key] = _start_session(config, userns, mode)
     _internals.route_protocol(config, _run_protocol)
@@ -371,9 +390,13 @@ def _prepare(
     mountpoint = None
     if "isolated_tmpfs" in getattr(item, "fixturenames", ()):
         mountpoint = item.stash[mountpoint_key] = tempfile.mkdtemp(prefix="pytest-mountns-")
+    settings = item.config.stash[settings_key]
+    hermetic = settings.hermetic != "off" if declaration.hermetic is None else declaration.hermetic
+    audit = settings.hermetic if settings.hermetic in ("report", "strict") else "on"
     plan_now = functools.partial(
         _plan.resolve,
         declaration,
+        hermetic=hermetic,
         ids=(os.getuid(), os.getgid()) if availability.only_own_ids else None,
         keep={basetemp: "pytest's basetemp"} if basetemp is not None else {},
         make={mountpoint: "isolated_tmpfs's mount point"} if mountpoint is not None else {},
@@ -393,11 +416,11 @@ def _prepare(
     if in_process:
         origins: list[_thread_namespace.Origin] = []
         ready = _nothing_ahead
-        enter = functools.partial(_enter_thread, item, plan, origins)
+        enter = functools.partial(_enter_thread, item, plan, availability, audit, origins)
         leave = functools.partial(_leave_thread, item, origins, basetemp is not None)
     else:
         ready = functools.partial(_unshare, availability, plan)
-        enter = functools.partial(_enter, item, plan)
+        enter = functools.partial(_enter, item, plan, availability, audit)
         leave = _no_leave
     return _runner.Isolation(
         ready=ready,
@@ -525,20 +548,28 @@ def _unshare(availability: _probe.Availability, plan: MountPlan) -> None:
     )
 
 
-def _enter(item: pytest.Item, plan: MountPlan) -> None:
+def _enter(
+    item: pytest.Item, plan: MountPlan, availability: _probe.Availability, audit: str
+) -> None:
     """Runs in the forked child first thing in the test's setup, after the test before it
     ended: a mount made earlier could be left on a directory that test replaced."""
-    _namespace.apply(plan)
+    cover = _namespace.apply(plan, availability.only_own_ids)
     item.config.stash[inside_key] = True
+    _audit.enter(item, cover, plan, audit)
 
 
 def _enter_thread(
-    item: pytest.Item, plan: MountPlan, origins: list[_thread_namespace.Origin]
+    item: pytest.Item,
+    plan: MountPlan,
+    availability: _probe.Availability,
+    audit: str,
+    origins: list[_thread_namespace.Origin],
 ) -> None:
     """In-process, before the test's setup: move this thread in and mount."""
     origins.append(_thread_namespace.enter(plan.propagation))
     item.config.stash[inside_key] = True
-    _namespace.apply(plan)
+    cover = _namespace.apply(plan, availability.only_own_ids)
+    _audit.enter(item, cover, plan, audit)
 
 
 def _leave_thread(
@@ -553,6 +584,7 @@ def _leave_thread(
     forgotten, as a forked child's is: under the test's tmpfs it is not on the host.
     """
     item.config.stash[inside_key] = False
+    _audit.leave(item)
     while origins:
         try:
             _thread_namespace.leave(origins.pop())
@@ -607,4 +639,5 @@ def mountns(request: pytest.FixtureRequest) -> MountNamespace:
     if not request.config.stash.get(inside_key, False):
         pytest.fail("the mountns fixture is only available inside an isolated test", pytrace=False)
     availability = request.config.stash[availability_key]
-    return MountNamespace(str(request.path.parent), availability.only_own_ids)
+    writes = functools.partial(_audit.writes, request.node)
+    return MountNamespace(str(request.path.parent), availability.only_own_ids, writes)

@@ -8,6 +8,7 @@ and what the audit listed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
@@ -17,6 +18,9 @@ from pathlib import Path
 import pytest
 
 from pytest_mountns import _hermetic, _linux, _mountinfo, _namespace
+from tests._throwaway_root import NOBODY, Run, run_pytest
+
+BASETEMP = "/tmp/basetemp"
 
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="covers as root; a user namespace is not done"),
@@ -141,3 +145,104 @@ def test_a_directory_kept_through_is_the_real_one(tmp_path: Path) -> None:
     assert (kept / "result.txt").read_text() == "stays"
     assert not (covered / "result.txt").exists()
     assert listed == [[str(covered / "result.txt"), "created"]]
+
+
+# --- the marker and the option, end to end, in a throwaway root --------------------------
+
+LAYOUT = """
+mkdir -p -m 1777 /var/tmp
+mkdir -p /home/me data/sub src && chown "$(stat -c %u /project)" /home/me
+printf a > data/a.txt && printf b > data/sub/b.txt && printf s > src/s.txt
+chown -R "$(stat -c %u /project):$(stat -c %g /project)" /project
+"""
+
+EVERYWHERE = """
+import errno, os, subprocess, pytest
+
+PATHS = ["/home/me/note", "/tmp/new", "/var/tmp/new", "/project/data/a.txt"]
+
+def attempt(action):
+    try:
+        action()
+    except OSError as error:
+        return error.errno
+    return None
+
+@pytest.mark.mountns(hermetic=True)
+def test_writes_everywhere(mountns, tmp_path):
+    refused = [attempt(lambda path=path: open(path, "w").write("x")) for path in PATHS]
+    refused.append(attempt(lambda: os.unlink("/project/data/sub/b.txt")))
+    refused.append(attempt(lambda: os.rename("/project/src/s.txt", "/project/src/moved.txt")))
+    shell = subprocess.run(["sh", "-c", 'echo z > "$HOME/from-shell"'],
+                           env={**os.environ, "HOME": "/home/me"}, capture_output=True)
+    (tmp_path / "kept").write_text("kept")
+    print("REFUSED", refused, shell.returncode)
+    print("WRITES", sorted((w.path, w.change) for w in mountns.writes()))
+"""
+
+EXPECTED = [
+    ("/home/me/from-shell", "created"),
+    ("/home/me/note", "created"),
+    ("/project/data/a.txt", "modified"),
+    ("/project/data/sub/b.txt", "deleted"),
+    ("/project/src/moved.txt", "created"),
+    ("/project/src/s.txt", "deleted"),
+    ("/tmp/new", "created"),
+    ("/var/tmp/new", "created"),
+]
+
+
+def run_hermetic(tmp_path: Path, mode: str, uid: int, *args: str) -> Run:
+    directory = tmp_path / "project"
+    directory.mkdir()
+    (directory / "test_everywhere.py").write_text(EVERYWHERE)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    return run_pytest(
+        directory, f"--mountns-mode={mode}", "-s", *args,
+        workdir=workdir, uid=uid, setup_as_root=LAYOUT,
+    )  # fmt: skip
+
+
+def printed(result: Run, label: str) -> str:
+    line = next(line for line in result.stdout.splitlines() if label in line)
+    return line[line.index(label) :]
+
+
+@pytest.mark.parametrize("mode", ["fork", "inprocess"])
+def test_as_root_every_write_is_kept_away_and_listed(tmp_path: Path, mode: str) -> None:
+    result = run_hermetic(tmp_path, mode, 0, "--mountns-hermetic=report")
+    assert result.outcomes() == {"test_writes_everywhere": "passed"}, result.stdout
+    assert printed(result, "REFUSED") == "REFUSED [None, None, None, None, None, None] 0"
+    assert printed(result, "WRITES") == f"WRITES {EXPECTED}"
+    assert result.changes(BASETEMP) == {}
+    assert any(path.endswith("/kept") for path in result.after if path.startswith(BASETEMP))
+    summary = result.stdout[result.stdout.index("writes outside the declared mounts") :]
+    assert "1 test(s) wrote outside their declared mounts" in summary
+    for path, change in EXPECTED:
+        assert f"  {change}: {path}" in summary
+
+
+def test_strict_fails_the_test_with_the_list(tmp_path: Path) -> None:
+    result = run_hermetic(tmp_path, "fork", 0, "--mountns-hermetic=strict")
+    outcome, message = result.results["test_writes_everywhere"]
+    assert outcome == "error", result.stdout
+    assert "mountns: hermetic (strict): the test wrote outside its declared mounts" in message
+    assert "  deleted: /project/data/sub/b.txt" in message
+    assert result.changes(BASETEMP) == {}
+
+
+@pytest.mark.parametrize("mode", ["fork", "inprocess"])
+def test_in_a_user_namespace_the_file_systems_turn_read_only_and_say_so(
+    tmp_path: Path, mode: str
+) -> None:
+    """Never writable: an overlay there cannot copy up root's directories."""
+    result = run_hermetic(tmp_path, mode, NOBODY, "--mountns-hermetic=report")
+    assert result.outcomes() == {"test_writes_everywhere": "passed"}, result.stdout
+    erofs = errno.EROFS
+    assert printed(result, "REFUSED") == f"REFUSED {[erofs] * 6} 2"
+    assert printed(result, "WRITES") == "WRITES []"
+    warning = printed(result, "HermeticReadOnlyWarning: ")
+    assert warning.startswith("HermeticReadOnlyWarning: mountns: hermetic: /, "), warning
+    assert "/dev/shm" in warning and "made read-only instead of overlaid" in warning
+    assert result.changes(BASETEMP) == {}

@@ -484,7 +484,12 @@ def test_ctrl_c_to_the_process_group_tears_the_test_down_once_and_completely(
         while not started.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         os.killpg(process.pid, signal.SIGINT)  # as the terminal does: to everyone in the group
-        output, _ = process.communicate(timeout=BOUND)
+        try:
+            output, _ = process.communicate(timeout=BOUND)
+        except subprocess.TimeoutExpired:  # where pytest's process waits: faulthandler says
+            os.kill(process.pid, signal.SIGABRT)
+            output, _ = process.communicate(timeout=BOUND)
+            pytest.fail(f"pytest did not end after Ctrl-C:\n{output.decode(errors='replace')}")
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
