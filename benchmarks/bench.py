@@ -90,6 +90,8 @@ STRETCH_VS_FLOOR = 2.0
 INPROCESS_BUDGET_VS_FORKED = 0.1
 INPROCESS_BUDGET_VS_FLOOR = 2.0
 INPROCESS_ARGS = ("--mountns-all", "--mountns-mode=inprocess")
+HERMETIC_BUDGET_MS = {"mountns": 1.0, "inprocess": 0.5}
+"""What --mountns-hermetic may add per test (issue 18), on this machine's mount table."""
 SESSION_ARGS = ("--mountns-all", "--mountns-userns=session")
 """Fork mode in one user namespace for the session: run only without root, where it differs."""
 FLOOR_WARMUP = 20
@@ -397,6 +399,23 @@ class Runner:
             return tail(done.stderr, 1)
         return done.stdout.strip() or None
 
+    def writable_file_systems(self) -> str:
+        """What a hermetic test overlays here, counted from the plugin's own rule."""
+        code = (
+            "from pytest_mountns import _hermetic, _mountinfo\n"
+            "entries = _mountinfo.read()\n"
+            "mine = [e.mountpoint for e in entries if _hermetic._overlaid(e.mountpoint, e)]\n"
+            "print(f'{len(mine)} writable file system(s) of {len(entries)} mounts: '"
+            " + ', '.join(mine))\n"
+        )
+        done = subprocess.run(
+            [self.interpreter.python, "-c", code],
+            env=self.environment({}),
+            capture_output=True,
+            text=True,
+        )
+        return done.stdout.strip() or tail(done.stderr, 1)
+
     def floor(self, prefix: Sequence[str]) -> dict[str, Any]:
         """The floor worker's measurements, from inside a throwaway mount namespace."""
         command = [*prefix, self.interpreter.python, str(Path(__file__).resolve()), "_floor"]
@@ -664,6 +683,10 @@ def main_jobs(runner: Runner, skipped: dict[str, str]) -> dict[str, Callable[[],
         ]
     else:
         skipped["mountns -n"] = skipped["forked -n"] = "no venv with pytest-xdist"
+    cases += [  # every writable file system behind an overlay, in each mode
+        Case("mountns hermetic", ("--mountns-all", "--mountns-hermetic")),
+        Case("inprocess hermetic", (*INPROCESS_ARGS, "--mountns-hermetic")),
+    ]
     if os.geteuid() != 0:  # fork mode without root: a user namespace per test, or one for all
         cases.append(Case("mountns session", (*SESSION_ARGS,)))
     reason = runner.why_not_in_process()
@@ -842,8 +865,10 @@ def format_main(results: dict[str, Any]) -> list[str]:
     labels = (
         ("mountns", "--mountns-all"),
         ("mountns session", "--mountns-all session"),
+        ("mountns hermetic", "--mountns-all hermetic"),
         ("forked", "--forked"),
         ("inprocess", "inprocess"),
+        ("inprocess hermetic", "inprocess hermetic"),
         ("mountns -n", f"--mountns-all{busy}"),
         ("forked -n", f"--forked{busy}"),
     )
@@ -944,6 +969,14 @@ def format_ratios(results: dict[str, Any]) -> list[str]:
             f"mountns / forked overhead, -n {WORKERS} = {ratio:.2f}  "
             f"(budget <= {BUDGET_VS_FORKED}: {verdict(ratio, BUDGET_VS_FORKED)})"
         )
+    for name, base in (("mountns hermetic", "mountns"), ("inprocess hermetic", "inprocess")):
+        covered, bare = results["variants"].get(name), results["variants"].get(base)
+        if covered is not None and bare is not None:
+            added = covered["overhead_ms"] - bare["overhead_ms"]
+            lines.append(
+                f"{name}: {added:+.2f} ms per test (budget <= {HERMETIC_BUDGET_MS[base]:g}), "
+                f"{results.get('writable', '?')}"
+            )
     session = results["variants"].get("mountns session")
     if session is not None:
         ratio = session["overhead_ms"] / mountns
@@ -1143,6 +1176,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 for name, runs in samples.items()
             },
             "skipped": skipped,
+            "writable": runner.writable_file_systems(),
         }
         if not args.quick:
             mounts = run_rounds(mount_jobs(runner, args.mounts), args.scaling_repeats, "mounts")

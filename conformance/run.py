@@ -3,8 +3,9 @@
 Each project is a pinned sdist from PyPI that ships its tests and needs
 nothing but pytest. The script makes a venv (under the cache directory),
 installs pytest-mountns from this checkout, pytest-randomly and the projects
-into it, runs each suite three times, shuffled the same way by pytest-randomly:
-plain, with ``--mountns-all`` and with ``--mountns-all --mountns-mode=inprocess``.
+into it, runs each suite five times, shuffled the same way by pytest-randomly:
+plain, with ``--mountns-all`` and with ``--mountns-all --mountns-mode=inprocess``,
+and both again with ``--mountns-hermetic``.
 It compares the closing summary lines: passed, failed, skipped, xfailed,
 errors, warnings and subtests, all of them.
 
@@ -29,7 +30,12 @@ PROJECTS = {
     "cachetools==5.5.0": "tests",
     "idna==3.10": "tests",
 }
-ISOLATED = {"fork": ["--mountns-all"], "inprocess": ["--mountns-all", "--mountns-mode=inprocess"]}
+ISOLATED = {
+    "fork": ["--mountns-all"],
+    "inprocess": ["--mountns-all", "--mountns-mode=inprocess"],
+    "fork, hermetic": ["--mountns-all", "--mountns-hermetic"],
+    "inprocess, hermetic": ["--mountns-all", "--mountns-mode=inprocess", "--mountns-hermetic"],
+}
 COUNT = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?|warnings?|subtests? \w+)")
 
 

@@ -6,7 +6,9 @@ The warnings and the error below are what filters and ``except`` clauses name.
 """
 
 from ._adapters import UnsupportedPluginWarning
+from ._audit import HermeticReadOnlyWarning
 from ._child import LeftoverProcessWarning
+from ._hermetic import Write
 from ._imperative import MountNamespace
 from ._inprocess import LeftoverThreadWarning
 from ._mountinfo import MountEntry
@@ -17,12 +19,14 @@ from ._spec import DeclarationError
 __version__ = "0.1.0"
 __all__ = [
     "DeclarationError",
+    "HermeticReadOnlyWarning",
     "LeftoverProcessWarning",
     "LeftoverThreadWarning",
     "MountEntry",
     "MountNamespace",
     "ThreadsAtForkWarning",
     "UnsupportedPluginWarning",
+    "Write",
     "__version__",
     "output",
 ]

@@ -106,18 +106,18 @@ def cover(through: tuple[str, ...] = (), readonly_instead: bool = False) -> Cove
     held = _visible_mounts()
     try:
         if readonly_instead:
-            readonly = [path for path, _, entry in held if _overlaid(path, entry)]
+            readonly = [path for path, _, entry, _ in held if _overlaid(path, entry)]
             for path in readonly:
                 _linux.set_readonly(path, recursive=False)
             return Cover(-1, (), tuple(readonly))
         return _new_root(held, through)
     finally:
-        for _, fd, _ in held:
+        for _, fd, _, _ in held:
             os.close(fd)
 
 
 def _new_root(
-    held: list[tuple[str, int, _mountinfo.MountEntry]], through: tuple[str, ...]
+    held: list[tuple[str, int, _mountinfo.MountEntry, bool]], through: tuple[str, ...]
 ) -> Cover:
     """The overlays and binds on a staging tmpfs, then ``pivot_root`` into them."""
     kept = [(path, _open(path)) for path in through]
@@ -130,7 +130,7 @@ def _new_root(
         staging = _open(staging_place)
         new_root = os.path.join(staging_place, "root")
         os.mkdir(new_root, 0o755)
-        for index, (path, fd, entry) in enumerate(held):
+        for index, (path, fd, entry, recursive) in enumerate(held):
             target = new_root + ("" if path == "/" else path)
             if _overlaid(path, entry):
                 upper, work = f"upper{index}", f"work{index}"
@@ -142,7 +142,8 @@ def _new_root(
                     _linux.mount("overlay", target, "overlay", MountFlag.NONE, data)
                 layers.append(Layer(path, upper, os.dup(fd)))
             else:
-                _linux.mount(f"/proc/self/fd/{fd}", target, None, MountFlag.BIND)
+                flags = MountFlag.BIND | (MountFlag.REC if recursive else MountFlag.NONE)
+                _linux.mount(f"/proc/self/fd/{fd}", target, None, flags)
         for path, fd in kept:  # while their mounts are still in this namespace
             target = new_root + path
             _linux.mount(f"/proc/self/fd/{fd}", target, None, MountFlag.BIND | MountFlag.REC)
@@ -157,30 +158,46 @@ def _new_root(
     return Cover(staging, tuple(layers), ())
 
 
-def _visible_mounts() -> list[tuple[str, int, _mountinfo.MountEntry]]:
-    """Each mount the test can reach, with a descriptor of it, parents first.
+def _visible_mounts() -> list[tuple[str, int, _mountinfo.MountEntry, bool]]:
+    """Each mount the test can reach, with a descriptor of it, parents first, and whether
+    it goes over whole (nothing below it is overlaid: one recursive bind, not one each).
 
     A mount hidden below another at the same place (or below a mount over one
     of its parents) is not reached by its path: the descriptor's mount, read
     back from ``fdinfo``, tells which one is.
     """
-    entries = {entry.mount_id: entry for entry in _mountinfo.read()}
-    found: dict[str, tuple[int, _mountinfo.MountEntry]] = {}
-    for entry in entries.values():
-        path = entry.mountpoint
-        if path in found:
+    entries = _mountinfo.read()
+    by_id = {entry.mount_id: entry for entry in entries}
+    overlaid = {entry.mountpoint for entry in entries if _overlaid(entry.mountpoint, entry)}
+    paths = sorted({entry.mountpoint for entry in entries}, key=_depth)
+    whole: list[str] = []
+    found = []
+    for path in paths:
+        if any(_within(path, top) for top in whole):
             continue
         try:
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # a mount may be a file's
         except OSError:
             continue
-        top = entries.get(_mount_id(fd))
+        top = by_id.get(_mount_id(fd))
         if top is None or top.mountpoint != path:
             os.close(fd)
             continue
-        found[path] = (fd, top)
-    ordered = sorted(found, key=lambda path: (path != "/", path.count("/"), path))
-    return [(path, *found[path]) for path in ordered]
+        recursive = path not in overlaid and not any(
+            _within(other, path) and other != path for other in overlaid
+        )
+        if recursive:
+            whole.append(path)
+        found.append((path, fd, top, recursive))
+    return found
+
+
+def _depth(path: str) -> tuple[bool, int, str]:
+    return (path != "/", path.count("/"), path)
+
+
+def _within(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top + "/")
 
 
 def _overlaid(path: str, entry: _mountinfo.MountEntry) -> bool:

@@ -31,6 +31,8 @@ class MountEntry:
     """``shared``, ``slave``, ``private`` or ``unbindable``."""
     mount_id: int = -1
     """The kernel's id of the mount, as ``/proc/PID/fdinfo`` gives it for a descriptor."""
+    parent_id: int = -1
+    """The id of the mount this one is mounted on."""
 
 
 def read(path: str = MOUNTINFO) -> list[MountEntry]:
@@ -44,7 +46,7 @@ def printable(path: str) -> str:
 
 
 def _parse(line: bytes) -> MountEntry:
-    fields = [os.fsdecode(field) for field in line.split()]
+    fields = os.fsdecode(line).split(" ")  # one space apart; a space in a field is escaped
     separator = fields.index("-")
     optional = [field.split(":")[0] for field in fields[6:separator]]
     if "shared" in optional:
@@ -64,11 +66,14 @@ def _parse(line: bytes) -> MountEntry:
         options=tuple(options),
         propagation=propagation,
         mount_id=int(fields[0]),
+        parent_id=int(fields[1]),
     )
 
 
 def _unescape(field: str) -> str:
     """The kernel writes space, tab, newline and backslash as octal escapes."""
+    if "\\" not in field:
+        return field
     raw = _ESCAPE.sub(lambda match: bytes([int(match.group(1), 8)]), os.fsencode(field))
     return os.fsdecode(raw)
 

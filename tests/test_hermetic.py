@@ -128,6 +128,8 @@ def test_submounts_stay_reachable_and_behave() -> None:
     kinds = result["kinds"]
     assert kinds["/proc"] == "proc" and kinds["/dev"] == "devtmpfs" and kinds["/sys"] == "sysfs"
     assert kinds["/dev/shm"] == "overlay" and kinds["/"] == "overlay"
+    passed_through = {e.mountpoint for e in _mountinfo.read() if e.fstype in _hermetic.PASS_THROUGH}
+    assert passed_through <= set(kinds), passed_through - set(kinds)  # /sys/fs/cgroup, /dev/pts
 
 
 def test_a_directory_kept_through_is_the_real_one(tmp_path: Path) -> None:
