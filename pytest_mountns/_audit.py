@@ -48,11 +48,13 @@ def enter(item: pytest.Item, cover: _hermetic.Cover | None, plan: MountPlan, mod
         return
     item.stash[entered_key] = Entered(cover, plan, mode)
     if cover.readonly:
+        places = ", ".join(layer.mountpoint for layer in cover.layers) or "none"
         warnings.warn(
             HermeticReadOnlyWarning(
                 f"mountns: hermetic: {', '.join(cover.readonly)} made read-only instead of "
                 "overlaid: in a user namespace an overlay cannot copy up what belongs to ids "
-                "it does not map (root's directories, EOVERFLOW); run as root for overlays"
+                "it does not map (root's directories, EOVERFLOW). Overlays only where you "
+                f"write: {places}; run as root to overlay everything"
             ),
             stacklevel=1,
         )

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
+import tempfile
 from dataclasses import dataclass
 
 from . import _linux, _mountinfo
@@ -39,13 +40,15 @@ mount is held by a descriptor before, and the old tree is dropped after."""
 
 @dataclass(frozen=True)
 class Layer:
-    """One overlaid file system: where it is, its upper layer, and the real one below."""
+    """One overlay: where it is, its upper layer, and the real directory below."""
 
     mountpoint: str
+    staging: int
+    """A descriptor of the tmpfs that holds the upper layer."""
     upper: str
-    """The upper layer's name in the staging tmpfs."""
+    """The upper layer's name in that tmpfs."""
     lower: int
-    """A descriptor of the real file system's root, held for the audit."""
+    """A descriptor of the real directory (a file system's root, as root), for the audit."""
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,7 @@ class Write:
 class Cover:
     """The overlays of one test, and what it wrote through them."""
 
-    def __init__(self, staging: int, layers: tuple[Layer, ...], readonly: tuple[str, ...]) -> None:
-        self._staging = staging
+    def __init__(self, layers: tuple[Layer, ...], readonly: tuple[str, ...] = ()) -> None:
         self.layers = layers
         self.readonly = readonly
         """The file systems made read-only instead of overlaid (in a user namespace)."""
@@ -74,7 +76,7 @@ class Cover:
         """
         found: list[Write] = []
         for layer in self.layers:
-            top = f"/proc/self/fd/{self._staging}/{layer.upper}"
+            top = f"/proc/self/fd/{layer.staging}/{layer.upper}"
             for directory, dirs, files, fd in os.fwalk(top, follow_symlinks=False):
                 relative = os.path.relpath(directory, top)
                 for name in sorted(dirs + files):
@@ -89,8 +91,7 @@ class Cover:
     def close(self) -> None:
         for layer in self.layers:
             os.close(layer.lower)
-        if self._staging >= 0:
-            os.close(self._staging)
+            os.close(layer.staging)
 
 
 def cover(through: tuple[str, ...] = (), readonly_instead: bool = False) -> Cover:
@@ -99,21 +100,80 @@ def cover(through: tuple[str, ...] = (), readonly_instead: bool = False) -> Cove
     ``through`` are directories that stay the real ones, writable (pytest's
     basetemp): bound over the overlay once it is in place. ``readonly_instead``:
     in a user namespace, where an overlay cannot copy up what belongs to ids it
-    does not map (root's directories: EOVERFLOW at the first write), each is made
-    read-only where it is instead, never left writable (the caller binds
-    ``through`` back, writable).
+    does not map (root's directories, EOVERFLOW at the first write), each is
+    made read-only where it is instead, never left writable, and only the
+    places a user writes to (``user_places``) get an overlay of their own.
     """
     held = _visible_mounts()
     try:
         if readonly_instead:
-            readonly = [path for path, _, entry, _ in held if _overlaid(path, entry)]
-            for path in readonly:
-                _linux.set_readonly(path, recursive=False)
-            return Cover(-1, (), tuple(readonly))
+            return _in_place(held, through)
         return _new_root(held, through)
     finally:
         for _, fd, _, _ in held:
             os.close(fd)
+
+
+def user_places() -> list[str]:
+    """Where a user's tests write: home, the temporary directories, the working directory."""
+    places = [os.path.expanduser("~"), tempfile.gettempdir(), "/tmp", "/var/tmp", "/dev/shm"]
+    return [*places, os.getcwd()]
+
+
+def _in_place(
+    held: list[tuple[str, int, _mountinfo.MountEntry, bool]], through: tuple[str, ...]
+) -> Cover:
+    """In a user namespace: the file systems read-only where they are, an overlay on each
+    place the user may write to, where it has no mount below; ``through`` bound back.
+
+    An overlay's own top needs no copy-up, and below it the user's entries copy up
+    as they are: so a place of the user's own, or a sticky one like ``/tmp``, works.
+    It takes the mode of the directory it covers; its owner shows as the user.
+    """
+    readonly = [path for path, _, entry, _ in held if _overlaid(path, entry)]
+    points = [entry.mountpoint for entry in _mountinfo.read()]
+    places: list[str] = []
+    for place in dict.fromkeys(os.path.realpath(p) for p in user_places()):
+        inside = [path for path in readonly if _within(place, path)]
+        below = [point for point in points if point != place and _within(point, place)]
+        if (
+            inside
+            and not below
+            and place != "/"
+            and os.path.isdir(place)
+            and os.access(place, os.W_OK)
+            and not any(_within(place, other) or _within(other, place) for other in places)
+        ):
+            places.append(place)
+    lowers = [(place, _open(place)) for place in places]
+    kept = [(path, _open(path)) for path in through]
+    layers: list[Layer] = []
+    try:
+        for path in readonly:
+            _linux.set_readonly(path, recursive=False)
+        for place, lower in lowers:
+            layers.append(_overlay_here(place, lower, os.fstat(lower).st_mode))
+        for path, fd in kept:
+            _linux.mount(f"/proc/self/fd/{fd}", path, None, MountFlag.BIND | MountFlag.REC)
+            _linux.set_readonly(path, False)
+    finally:
+        for _, fd in kept:
+            os.close(fd)
+    return Cover(tuple(layers), tuple(path for path in readonly if path not in places))
+
+
+def _overlay_here(place: str, lower: int, mode: int) -> Layer:
+    """A tmpfs over ``place`` for the upper layer, then the overlay over both."""
+    _linux.mount("tmpfs", place, "tmpfs", MountFlag.NOSUID | MountFlag.NODEV, "mode=0700")
+    staging = _open(place)
+    os.mkdir("upper", stat.S_IMODE(mode), dir_fd=staging)
+    os.chmod("upper", stat.S_IMODE(mode), dir_fd=staging)  # past the umask, the sticky bit too
+    os.mkdir("work", 0o700, dir_fd=staging)
+    base = f"/proc/self/fd/{staging}/"
+    data = f"lowerdir=/proc/self/fd/{lower},upperdir={base}upper,workdir={base}work"
+    with _linux.capability_in_effect(_linux.CAP_DAC_OVERRIDE):
+        _linux.mount("overlay", place, "overlay", MountFlag.NONE, data)
+    return Layer(place, staging, "upper", lower)
 
 
 def _new_root(
@@ -140,7 +200,7 @@ def _new_root(
                 data = f"lowerdir=/proc/self/fd/{fd},upperdir={base}{upper},workdir={base}{work}"
                 with _linux.capability_in_effect(_linux.CAP_DAC_OVERRIDE):
                     _linux.mount("overlay", target, "overlay", MountFlag.NONE, data)
-                layers.append(Layer(path, upper, os.dup(fd)))
+                layers.append(Layer(path, os.dup(staging), upper, os.dup(fd)))
             else:
                 flags = MountFlag.BIND | (MountFlag.REC if recursive else MountFlag.NONE)
                 _linux.mount(f"/proc/self/fd/{fd}", target, None, flags)
@@ -153,9 +213,10 @@ def _new_root(
     finally:
         for _, fd in kept:
             os.close(fd)
+    os.close(staging)
     with contextlib.suppress(OSError):
         os.chdir(cwd)
-    return Cover(staging, tuple(layers), ())
+    return Cover(tuple(layers))
 
 
 def _visible_mounts() -> list[tuple[str, int, _mountinfo.MountEntry, bool]]:

@@ -131,11 +131,13 @@ def run_pytest(
     uid: int = 0,
     setup_as_root: str = "",
     timeout: float = 120,
+    home: str = "/tmp",
 ) -> Run:
     """Run pytest with the plugin (and no other) in ``/project``, a copy of ``project``,
     inside a throwaway root, as ``uid``. Its basetemp is ``/tmp/basetemp``.
 
     ``setup_as_root``, a shell script, runs first in ``/project``, as root.
+    ``home`` is the inner pytest's ``HOME``.
     """
     pytest_args = ["-m", "pytest", "-p", "pytest_mountns.plugin", "-p", "no:cacheprovider"]
     pytest_args += ["--basetemp=/tmp/basetemp", "--junitxml=/out/junit.xml", "-rA", *args]
@@ -159,7 +161,7 @@ def run_pytest(
         "PROJECT": str(project),
         "SNAPSHOT_CODE": SNAPSHOT,
         "SETUP_AS_ROOT": setup_as_root,
-        "HOME": "/tmp",
+        "HOME": home,
         "PYTHONDONTWRITEBYTECODE": "1",
         "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",  # the inner pytest: pytest and the plugin only
         "PYTHONPATH": "/opt/under-test",  # the package under test, whatever is installed

@@ -8,7 +8,6 @@ and what the audit listed.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import uuid
@@ -202,7 +201,7 @@ def run_hermetic(tmp_path: Path, mode: str, uid: int, *args: str) -> Run:
     workdir.mkdir()
     return run_pytest(
         directory, f"--mountns-mode={mode}", "-s", *args,
-        workdir=workdir, uid=uid, setup_as_root=LAYOUT,
+        workdir=workdir, uid=uid, setup_as_root=LAYOUT, home="/home/me",
     )  # fmt: skip
 
 
@@ -235,16 +234,46 @@ def test_strict_fails_the_test_with_the_list(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("mode", ["fork", "inprocess"])
-def test_in_a_user_namespace_the_file_systems_turn_read_only_and_say_so(
+def test_as_a_normal_user_the_places_one_writes_to_are_overlaid_the_rest_read_only(
     tmp_path: Path, mode: str
 ) -> None:
-    """Never writable: an overlay there cannot copy up root's directories."""
+    """Never writable: an overlay cannot copy up root's directories in a user namespace, so
+    the file systems turn read-only, and home, the temporary directories and the working
+    directory (/project) get overlays of their own."""
     result = run_hermetic(tmp_path, mode, NOBODY, "--mountns-hermetic=report")
     assert result.outcomes() == {"test_writes_everywhere": "passed"}, result.stdout
-    erofs = errno.EROFS
-    assert printed(result, "REFUSED") == f"REFUSED {[erofs] * 6} 2"
-    assert printed(result, "WRITES") == "WRITES []"
+    assert printed(result, "REFUSED") == "REFUSED [None, None, None, None, None, None] 0"
+    assert printed(result, "WRITES") == f"WRITES {EXPECTED}"
     warning = printed(result, "HermeticReadOnlyWarning: ")
     assert warning.startswith("HermeticReadOnlyWarning: mountns: hermetic: /, "), warning
-    assert "/dev/shm" in warning and "made read-only instead of overlaid" in warning
+    assert "Overlays only where you write: /home/me, /tmp, /var/tmp, /dev/shm, /project" in warning
+    assert result.changes(BASETEMP) == {}
+    assert any(path.endswith("/kept") for path in result.after if path.startswith(BASETEMP))
+
+
+def test_as_a_normal_user_the_rest_is_read_only(tmp_path: Path) -> None:
+    directory = tmp_path / "project"
+    directory.mkdir()
+    (directory / "test_elsewhere.py").write_text(
+        """
+import errno, os, pytest
+
+@pytest.mark.mountns(hermetic=True)
+def test_writes_where_it_may_not():
+    for path in ("/owned-elsewhere/new", "/project/data/new"):
+        try:
+            open(path, "w").close()
+        except OSError as error:
+            print("REFUSED", path, errno.errorcode[error.errno])
+"""
+    )
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    result = run_pytest(
+        directory, "-s", workdir=workdir, uid=NOBODY,
+        setup_as_root=LAYOUT + "mkdir -m 777 /owned-elsewhere\n",
+    )  # fmt: skip
+    assert result.outcomes() == {"test_writes_where_it_may_not": "passed"}, result.stdout
+    assert "REFUSED /owned-elsewhere/new EROFS" in result.stdout
+    assert "REFUSED /project/data/new" not in result.stdout  # the working directory's overlay
     assert result.changes(BASETEMP) == {}
