@@ -234,6 +234,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         state = f"unavailable: {availability.how}"
     mode = _mode_line(config) if availability.available else ""
     lines = [f"mountns: isolation {state}{mode}; / propagation: {_mountinfo.root_propagation()}"]
+    hermetic = config.stash[settings_key].hermetic
+    if availability.available and hermetic != "off":
+        lines.append(
+            f"mountns: hermetic ({hermetic}): every writable file system of each isolated test "
+            "behind a throwaway overlay"
+            + (" (read-only, and overlays where you write)" if availability.only_own_ids else "")
+        )
     failure = config.stash.get(session_failure_key, None)
     if failure is not None and config.stash[settings_key].mode == "fork":
         lines.append(f"mountns: no user namespace for the session: {failure}")

@@ -109,6 +109,8 @@ class Run:
     after: dict[str, str]
     results: dict[str, tuple[str, str]]
     """Per test name: its outcome (passed, failed, error, skipped) and message, from junitxml."""
+    properties: dict[str, list[tuple[str, str]]]
+    """Per test name: its junitxml properties, in order."""
 
     def changes(self, *ignore: str) -> dict[str, tuple[str | None, str | None]]:
         """Every path created, changed or removed, outside the ``ignore`` prefixes."""
@@ -186,6 +188,7 @@ def run_pytest(
         json.loads((out / "before.json").read_text()),
         json.loads((out / "after.json").read_text()),
         _results(out / "junit.xml"),
+        _properties(out / "junit.xml"),
     )
 
 
@@ -202,3 +205,14 @@ def _results(junit: Path) -> dict[str, tuple[str, str]]:
                 break
         found[case.get("name", "")] = (outcome, message)
     return found
+
+
+def _properties(junit: Path) -> dict[str, list[tuple[str, str]]]:
+    if not junit.exists():
+        return {}
+    return {
+        case.get("name", ""): [
+            (prop.get("name", ""), prop.get("value", "")) for prop in case.iter("property")
+        ]
+        for case in ElementTree.parse(junit).iter("testcase")
+    }

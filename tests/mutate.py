@@ -121,6 +121,11 @@ MUTATIONS = {
         "    if inherited:\n",
         "    if False:\n",
     ),
+    "hermetic asked for, not applied": (
+        "pytest_mountns/_namespace.py",
+        "    if plan.hermetic:\n",
+        "    if False:\n",
+    ),
     "auto never enters the session": (
         "pytest_mountns/_session.py",
         '(userns == "auto" and mode == "inprocess")',

@@ -177,11 +177,16 @@ def test_writes_everywhere(mountns, tmp_path):
     shell = subprocess.run(["sh", "-c", 'echo z > "$HOME/from-shell"'],
                            env={**os.environ, "HOME": "/home/me"}, capture_output=True)
     (tmp_path / "kept").write_text("kept")
+    with open("/dev/null", "w") as null:
+        null.write("swallowed")
+    refused.append(attempt(lambda: open("/dev/shm/new", "w").write("x")))
+    assert os.readlink("/proc/self") == str(os.getpid())
     print("REFUSED", refused, shell.returncode)
     print("WRITES", sorted((w.path, w.change) for w in mountns.writes()))
 """
 
 EXPECTED = [
+    ("/dev/shm/new", "created"),
     ("/home/me/from-shell", "created"),
     ("/home/me/note", "created"),
     ("/project/data/a.txt", "modified"),
@@ -214,10 +219,12 @@ def printed(result: Run, label: str) -> str:
 def test_as_root_every_write_is_kept_away_and_listed(tmp_path: Path, mode: str) -> None:
     result = run_hermetic(tmp_path, mode, 0, "--mountns-hermetic=report")
     assert result.outcomes() == {"test_writes_everywhere": "passed"}, result.stdout
-    assert printed(result, "REFUSED") == "REFUSED [None, None, None, None, None, None] 0"
+    assert printed(result, "REFUSED") == "REFUSED [None, None, None, None, None, None, None] 0"
     assert printed(result, "WRITES") == f"WRITES {EXPECTED}"
     assert result.changes(BASETEMP) == {}
     assert any(path.endswith("/kept") for path in result.after if path.startswith(BASETEMP))
+    properties = result.properties["test_writes_everywhere"]
+    assert sorted(properties) == sorted(("mountns_write", f"{c}: {p}") for p, c in EXPECTED)
     summary = result.stdout[result.stdout.index("writes outside the declared mounts") :]
     assert "1 test(s) wrote outside their declared mounts" in summary
     for path, change in EXPECTED:
@@ -242,7 +249,7 @@ def test_as_a_normal_user_the_places_one_writes_to_are_overlaid_the_rest_read_on
     directory (/project) get overlays of their own."""
     result = run_hermetic(tmp_path, mode, NOBODY, "--mountns-hermetic=report")
     assert result.outcomes() == {"test_writes_everywhere": "passed"}, result.stdout
-    assert printed(result, "REFUSED") == "REFUSED [None, None, None, None, None, None] 0"
+    assert printed(result, "REFUSED") == "REFUSED [None, None, None, None, None, None, None] 0"
     assert printed(result, "WRITES") == f"WRITES {EXPECTED}"
     warning = printed(result, "HermeticReadOnlyWarning: ")
     assert warning.startswith("HermeticReadOnlyWarning: mountns: hermetic: /, "), warning
