@@ -684,8 +684,8 @@ def main_jobs(runner: Runner, skipped: dict[str, str]) -> dict[str, Callable[[],
     else:
         skipped["mountns -n"] = skipped["forked -n"] = "no venv with pytest-xdist"
     cases += [  # every writable file system behind an overlay, in each mode
-        Case("mountns hermetic", ("--mountns-all", "--mountns-hermetic")),
-        Case("inprocess hermetic", (*INPROCESS_ARGS, "--mountns-hermetic")),
+        Case("mountns hermetic", ("--mountns-all", "--mountns-hermetic=on")),
+        Case("inprocess hermetic", (*INPROCESS_ARGS, "--mountns-hermetic=on")),
     ]
     if os.geteuid() != 0:  # fork mode without root: a user namespace per test, or one for all
         cases.append(Case("mountns session", (*SESSION_ARGS,)))

@@ -33,8 +33,8 @@ PROJECTS = {
 ISOLATED = {
     "fork": ["--mountns-all"],
     "inprocess": ["--mountns-all", "--mountns-mode=inprocess"],
-    "fork, hermetic": ["--mountns-all", "--mountns-hermetic"],
-    "inprocess, hermetic": ["--mountns-all", "--mountns-mode=inprocess", "--mountns-hermetic"],
+    "fork, hermetic": ["--mountns-all", "--mountns-hermetic=on"],
+    "inprocess, hermetic": ["--mountns-all", "--mountns-mode=inprocess", "--mountns-hermetic=on"],
 }
 COUNT = re.compile(r"(\d+) (passed|failed|skipped|xfailed|xpassed|errors?|warnings?|subtests? \w+)")
 

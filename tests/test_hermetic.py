@@ -284,3 +284,17 @@ def test_writes_where_it_may_not():
     assert "REFUSED /owned-elsewhere/new EROFS" in result.stdout
     assert "REFUSED /project/data/new" not in result.stdout  # the working directory's overlay
     assert result.changes(BASETEMP) == {}
+
+
+def test_bad_hermetic_values_are_usage_errors(pytester: pytest.Pytester) -> None:
+    """The bare option takes a path after it as its value, as pytest-cov's --cov does."""
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_subprocess("--mountns-hermetic", "tests/", timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*argument --mountns-hermetic: invalid choice: 'tests/'*"])
+    pytester.makeini("[pytest]\nmountns_hermetic = always\n")
+    result = pytester.runpytest_subprocess(timeout=60)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*ini mountns_hermetic='always': must be one of off, on, report, strict"]
+    )
