@@ -404,7 +404,8 @@ class Runner:
         code = (
             "from pytest_mountns import _hermetic, _mountinfo\n"
             "entries = _mountinfo.read()\n"
-            "mine = [e.mountpoint for e in entries if _hermetic._overlaid(e.mountpoint, e)]\n"
+            "mine = list(dict.fromkeys(e.mountpoint for e in entries\n"
+            "                          if _hermetic._overlaid(e.mountpoint, e)))\n"
             "print(f'{len(mine)} writable file system(s) of {len(entries)} mounts: '"
             " + ', '.join(mine))\n"
         )
