@@ -77,6 +77,21 @@ def test_what_it_starts_holds_no_capability():
 TESTS = PROJECT.count("\ndef test_")
 
 
+def pytest_as_nobody(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """pytest as uid 65534 in a user namespace of its own (``unshare --map-user``): where
+    only ids and threads matter, not file permissions."""
+    os.chmod(project, 0o777)
+    command = [*AS_NOBODY.split(), sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
+    return subprocess.run(
+        [*command, *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+
+
 def run_as_nobody(tmp_path: Path, expected: str, *args: str) -> Run:
     directory = tmp_path / "project"
     directory.mkdir()
@@ -178,16 +193,7 @@ def test_forked():
     assert os.getpid() != PID
 """
     )
-    os.chmod(pytester.path, 0o777)
-    command = [*AS_NOBODY.split(), sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
-    done = subprocess.run(
-        [*command, "--mountns-all", "--mountns-mode=inprocess"],
-        cwd=pytester.path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-    )
+    done = pytest_as_nobody(pytester.path, "--mountns-all", "--mountns-mode=inprocess")
     # The warning: a forked child has none of the threads (ThreadsAtForkWarning).
     assert outcomes(done.stdout) == {"passed": 1, "warnings": 1}, done.stdout + done.stderr
     assert (
@@ -197,14 +203,7 @@ def test_forked():
         "when the plugin configures, and only a single-threaded process may enter a user "
         "namespace: a conftest or a plugin started them early"
     ) in done.stdout
-    done = subprocess.run(
-        [*command, "--mountns-all", "--mountns-userns=session"],
-        cwd=pytester.path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-    )
+    done = pytest_as_nobody(pytester.path, "--mountns-all", "--mountns-userns=session")
     assert outcomes(done.stdout) == {"passed": 1, "warnings": 1}, done.stdout + done.stderr
     assert "isolation available (user namespace as uid 65534, gid 65534); mode fork;" in done.stdout
     assert (
@@ -306,16 +305,7 @@ _linux.map_own_ids = refuse
 """
     )
     pytester.makepyfile("def test_never_runs(): pass")
-    os.chmod(pytester.path, 0o777)
-    command = [*AS_NOBODY.split(), sys.executable, "-m", "pytest", "-p", "no:cacheprovider"]
-    done = subprocess.run(
-        [*command, "--mountns-mode=inprocess"],
-        cwd=pytester.path,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
-    )
+    done = pytest_as_nobody(pytester.path, "--mountns-mode=inprocess")
     assert done.returncode == pytest.ExitCode.INTERNAL_ERROR, done.stdout + done.stderr
     output = done.stdout + done.stderr
     assert "entered a user namespace for the session but could not set it up" in output
