@@ -156,6 +156,11 @@ def _in_place(
         for path, fd in kept:
             _linux.mount(f"/proc/self/fd/{fd}", path, None, MountFlag.BIND | MountFlag.REC)
             _linux.set_readonly(path, False)
+    except BaseException:
+        for _, lower in lowers[len(layers) :]:
+            os.close(lower)
+        Cover(tuple(layers)).close()
+        raise
     finally:
         for _, fd in kept:
             os.close(fd)
@@ -166,13 +171,17 @@ def _overlay_here(place: str, lower: int, mode: int) -> Layer:
     """A tmpfs over ``place`` for the upper layer, then the overlay over both."""
     _linux.mount("tmpfs", place, "tmpfs", MountFlag.NOSUID | MountFlag.NODEV, "mode=0700")
     staging = _open(place)
-    os.mkdir("upper", stat.S_IMODE(mode), dir_fd=staging)
-    os.chmod("upper", stat.S_IMODE(mode), dir_fd=staging)  # past the umask, the sticky bit too
-    os.mkdir("work", 0o700, dir_fd=staging)
-    base = f"/proc/self/fd/{staging}/"
-    data = f"lowerdir=/proc/self/fd/{lower},upperdir={base}upper,workdir={base}work"
-    with _linux.capability_in_effect(_linux.CAP_DAC_OVERRIDE):
-        _linux.mount("overlay", place, "overlay", MountFlag.NONE, data)
+    try:
+        os.mkdir("upper", stat.S_IMODE(mode), dir_fd=staging)
+        os.chmod("upper", stat.S_IMODE(mode), dir_fd=staging)  # past the umask, the sticky bit
+        os.mkdir("work", 0o700, dir_fd=staging)
+        base = f"/proc/self/fd/{staging}/"
+        data = f"lowerdir=/proc/self/fd/{lower},upperdir={base}upper,workdir={base}work"
+        with _linux.capability_in_effect(_linux.CAP_DAC_OVERRIDE):
+            _linux.mount("overlay", place, "overlay", MountFlag.NONE, data)
+    except BaseException:
+        os.close(staging)
+        raise
     return Layer(place, staging, "upper", lower)
 
 
@@ -183,6 +192,7 @@ def _new_root(
     kept = [(path, _open(path)) for path in through]
     cwd = os.getcwd()
     layers: list[Layer] = []
+    staging = -1
     try:
         staging_place = next(p for p in STAGING_PLACES if os.path.isdir(p))
         _linux.mount("tmpfs", staging_place, "tmpfs", MountFlag.NOSUID | MountFlag.NODEV,
@@ -210,10 +220,14 @@ def _new_root(
         os.chdir(new_root)
         _linux.pivot_root(".", ".")
         _linux.umount(".", _linux.MNT_DETACH)
+    except BaseException:
+        Cover(tuple(layers)).close()  # the test's setup fails; its namespace goes with it
+        raise
     finally:
         for _, fd in kept:
             os.close(fd)
-    os.close(staging)
+        if staging >= 0:
+            os.close(staging)
     with contextlib.suppress(OSError):
         os.chdir(cwd)
     return Cover(tuple(layers))

@@ -8,6 +8,7 @@ and what the audit listed.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import uuid
@@ -146,6 +147,36 @@ def test_a_directory_kept_through_is_the_real_one(tmp_path: Path) -> None:
     assert (kept / "result.txt").read_text() == "stays"
     assert not (covered / "result.txt").exists()
     assert listed == [[str(covered / "result.txt"), "created"]]
+
+
+def test_a_cover_that_fails_halfway_leaves_no_descriptor_open() -> None:
+    """In-process, the thread goes on after a failed setup: nothing of the cover may stay."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        answer = "no failure"
+        try:
+            _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
+            before = sorted(os.listdir("/proc/self/fd"))
+
+            def refuse(new_root: str, put_old: str) -> None:
+                raise OSError(errno.EPERM, "refused here", new_root)
+
+            _linux.pivot_root = refuse  # type: ignore[assignment]
+            try:
+                _hermetic.cover()
+            except OSError as error:
+                after = sorted(os.listdir("/proc/self/fd"))
+                answer = f"{error.strerror}; same descriptors: {after == before}"
+        except BaseException as error:
+            answer = f"{type(error).__name__}: {error}"
+        os.write(write_fd, answer.encode())
+        os._exit(0)
+    os.close(write_fd)
+    with open(read_fd) as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    assert answer == "refused here; same descriptors: True"
 
 
 # --- the marker and the option, end to end, in a throwaway root --------------------------
