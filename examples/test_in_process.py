@@ -8,8 +8,10 @@ processes it starts are not killed, and there is no timeout. Use it for tests
 that need none of that.
 
 Without CAP_SYS_ADMIN (a normal user, isolated through a user namespace) the
-plugin forks these tests instead, so nothing below depends on which way a test
-ran. ``python -m pytest_mountns`` says whether in-process mode works here.
+plugin forks these tests instead, unless the run asks for in-process mode
+(``--mountns-mode=inprocess``), which enters one user namespace for the whole
+session; nothing below depends on which way a test ran. ``python -m pytest_mountns``
+says whether in-process mode works here.
 
 Run: python -m pytest examples/test_in_process.py
 """
