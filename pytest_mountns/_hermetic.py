@@ -97,12 +97,13 @@ class Cover:
 def cover(through: tuple[str, ...] = (), readonly_instead: bool = False) -> Cover:
     """Put every writable real file system behind an overlay, in this mount namespace.
 
-    ``through`` are directories that stay the real ones, writable (pytest's
-    basetemp): bound over the overlay once it is in place. ``readonly_instead``:
-    in a user namespace, where an overlay cannot copy up what belongs to ids it
-    does not map (root's directories, EOVERFLOW at the first write), each is
-    made read-only where it is instead, never left writable, and only the
-    places a user writes to (``user_places``) get an overlay of their own.
+    ``through`` are paths that stay the real ones, writable: pytest's basetemp,
+    and the sources of the test's writable binds, which write through by design.
+    ``readonly_instead``: in a user namespace, where an overlay cannot copy up
+    what belongs to ids it does not map (root's directories, EOVERFLOW at the
+    first write), each is made read-only where it is instead, never left
+    writable, and only the places a user writes to (``user_places``) get an
+    overlay of their own.
     """
     held = _visible_mounts()
     try:
@@ -146,7 +147,7 @@ def _in_place(
         ):
             places.append(place)
     lowers = [(place, _open(place)) for place in places]
-    kept = [(path, _open(path)) for path in through]
+    kept = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in through]
     layers: list[Layer] = []
     try:
         for path in readonly:
@@ -189,7 +190,7 @@ def _new_root(
     held: list[tuple[str, int, _mountinfo.MountEntry, bool]], through: tuple[str, ...]
 ) -> Cover:
     """The overlays and binds on a staging tmpfs, then ``pivot_root`` into them."""
-    kept = [(path, _open(path)) for path in through]
+    kept = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in through]
     cwd = os.getcwd()
     layers: list[Layer] = []
     staging = -1

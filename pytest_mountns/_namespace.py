@@ -81,7 +81,8 @@ def apply(plan: MountPlan, only_own_ids: bool = False) -> _hermetic.Cover | None
     cover = None
     owned: set[int] = set()
     if plan.hermetic:
-        cover = _hermetic.cover(plan.keep, readonly_instead=only_own_ids)
+        written_through = tuple(m.source for m in plan.mounts if m.kind == "bind" and m.source)
+        cover = _hermetic.cover((*plan.keep, *written_through), readonly_instead=only_own_ids)
         owned.update(os.stat(layer.mountpoint).st_dev for layer in cover.layers)
     sources = {m.target: _open_path(m.source) for m in plan.mounts if m.source is not None}
     kept = [(path, _open_path(path)) for path in plan.keep]

@@ -262,6 +262,35 @@ def test_as_root_every_write_is_kept_away_and_listed(tmp_path: Path, mode: str) 
         assert f"  {change}: {path}" in summary
 
 
+@pytest.mark.parametrize("uid", [0, NOBODY])
+@pytest.mark.parametrize("mode", ["fork", "inprocess"])
+def test_a_declared_bind_still_writes_through(tmp_path: Path, mode: str, uid: int) -> None:
+    """An explicit choice: what the test writes through a bind reaches its source."""
+    directory = tmp_path / "project"
+    directory.mkdir()
+    (directory / "test_bind.py").write_text(
+        """
+import pytest
+
+@pytest.mark.mountns(bind={"/project/target": "/project/source"}, hermetic=True)
+def test_writes_through(mountns):
+    open("/project/target/through.txt", "w").write("through")
+    open("/project/elsewhere.txt", "w").write("kept away")
+    print("WRITES", [(w.path, w.change) for w in mountns.writes()])
+"""
+    )
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    result = run_pytest(
+        directory, f"--mountns-mode={mode}", "-s", workdir=workdir, uid=uid,
+        setup_as_root=LAYOUT + "mkdir source target && chown -R $(stat -c %u .) .\n",
+    )  # fmt: skip
+    assert result.outcomes() == {"test_writes_through": "passed"}, result.stdout
+    assert printed(result, "WRITES") == "WRITES [('/project/elsewhere.txt', 'created')]"
+    changes = result.changes(BASETEMP)
+    assert list(changes) == ["/project/source/through.txt"], changes
+
+
 def test_strict_fails_the_test_with_the_list(tmp_path: Path) -> None:
     result = run_hermetic(tmp_path, "fork", 0, "--mountns-hermetic=strict")
     outcome, message = result.results["test_writes_everywhere"]
