@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,29 @@ def run_while_the_host_mounts(
     )
     command = f"{host_mounts_once_the_test_waits} {prefix} {pytest_command}; wait"
     return run_in_shared_root(command, project)
+
+
+def answer_of_a_child(body: Callable[[], str]) -> str:
+    """``body``'s answer, from a forked child that ends after it: for what must not happen in
+    the test's own process (a namespace entered, a call replaced). An exception is the answer,
+    as ``Type: message``."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        answer = "no answer"
+        try:
+            os.close(read_fd)
+            answer = body()
+        except BaseException as error:
+            answer = f"{type(error).__name__}: {error}"
+        finally:
+            os.write(write_fd, answer.encode())
+            os._exit(0)
+    os.close(write_fd)
+    with open(read_fd) as pipe:
+        answer = pipe.read()
+    os.waitpid(pid, 0)
+    return answer
 
 
 def outcomes(output: str) -> dict[str, int]:

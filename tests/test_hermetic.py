@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from pytest_mountns import _hermetic, _linux, _mountinfo, _namespace
+from tests._helpers import answer_of_a_child
 from tests._throwaway_root import NOBODY, Run, run_pytest
 
 BASETEMP = "/tmp/basetemp"
@@ -33,28 +34,19 @@ def in_covered_child(
 ) -> object:
     """Run ``body`` in a forked child under the cover; its JSON-able result, or raise
     with the child's error. Nothing is written before ``/`` is seen to be an overlay."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        answer: dict[str, object]
-        try:
-            _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
-            cover = _hermetic.cover(through)
-            [root] = [entry for entry in _mountinfo.read() if entry.mountpoint == "/"][-1:]
-            if root.fstype != "overlay":
-                raise RuntimeError(f"/ is {root.fstype}, not covered: nothing written")
-            answer = {"result": body(cover)}
-        except BaseException as error:
-            answer = {"error": f"{type(error).__name__}: {error}"}
-        os.write(write_fd, json.dumps(answer).encode())
-        os._exit(0)
-    os.close(write_fd)
-    with open(read_fd) as pipe:
-        answer = json.loads(pipe.read() or '{"error": "no answer"}')
-    os.waitpid(pid, 0)
-    if "error" in answer:
-        raise AssertionError(answer["error"])
-    return answer["result"]
+
+    def covered() -> str:
+        _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
+        cover = _hermetic.cover(through)
+        [root] = [entry for entry in _mountinfo.read() if entry.mountpoint == "/"][-1:]
+        if root.fstype != "overlay":
+            raise RuntimeError(f"/ is {root.fstype}, not covered: nothing written")
+        return json.dumps({"result": body(cover)})
+
+    answer = answer_of_a_child(covered)
+    if not answer.startswith("{"):
+        raise AssertionError(answer)
+    return json.loads(answer)["result"]
 
 
 def snapshot(*roots: Path) -> dict[str, bytes | None]:
@@ -151,31 +143,23 @@ def test_a_directory_kept_through_is_the_real_one(tmp_path: Path) -> None:
 
 def test_a_cover_that_fails_halfway_leaves_no_descriptor_open() -> None:
     """In-process, the thread goes on after a failed setup: nothing of the cover may stay."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        answer = "no failure"
+
+    def fail_halfway() -> str:
+        _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
+        before = sorted(os.listdir("/proc/self/fd"))
+
+        def refuse(new_root: str, put_old: str) -> None:
+            raise OSError(errno.EPERM, "refused here", new_root)
+
+        _linux.pivot_root = refuse  # type: ignore[assignment]
         try:
-            _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
-            before = sorted(os.listdir("/proc/self/fd"))
+            _hermetic.cover()
+        except OSError as error:
+            after = sorted(os.listdir("/proc/self/fd"))
+            return f"{error.strerror}; same descriptors: {after == before}"
+        return "no failure"
 
-            def refuse(new_root: str, put_old: str) -> None:
-                raise OSError(errno.EPERM, "refused here", new_root)
-
-            _linux.pivot_root = refuse  # type: ignore[assignment]
-            try:
-                _hermetic.cover()
-            except OSError as error:
-                after = sorted(os.listdir("/proc/self/fd"))
-                answer = f"{error.strerror}; same descriptors: {after == before}"
-        except BaseException as error:
-            answer = f"{type(error).__name__}: {error}"
-        os.write(write_fd, answer.encode())
-        os._exit(0)
-    os.close(write_fd)
-    with open(read_fd) as pipe:
-        answer = pipe.read()
-    os.waitpid(pid, 0)
+    answer = answer_of_a_child(fail_halfway)
     assert answer == "refused here; same descriptors: True"
 
 

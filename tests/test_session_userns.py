@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pytest_mountns import _linux, _session
-from tests._helpers import outcomes, run_while_the_host_mounts
+from tests._helpers import answer_of_a_child, outcomes, run_while_the_host_mounts
 from tests._throwaway_root import NOBODY, Run, run_pytest
 
 pytestmark = [
@@ -260,26 +260,17 @@ def test_a_failure_after_the_way_back_is_gone_stops_the_run(tmp_path: Path) -> N
     """Past ``unshare(CLONE_NEWUSER)`` there is no way back: a failure to set the namespace up
     is not a fallback but the end of the run, with the reason. In a forked child, which has
     no thread, with the id mapping made to fail."""
-    read_fd, write_fd = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        os.close(read_fd)
-        answer = "no error"
+
+    def strand() -> str:
+        _session.why_not = lambda: None  # type: ignore[assignment]
+        _linux.map_own_ids = _refuse  # type: ignore[assignment]
         try:
-            _session.why_not = lambda: None  # type: ignore[assignment]
-            _linux.map_own_ids = _refuse  # type: ignore[assignment]
             _session.start(for_workers=False)
         except _session.Stranded as error:
-            answer = str(error)
-        except BaseException as error:
-            answer = f"{type(error).__name__}: {error}"
-        finally:
-            os.write(write_fd, answer.encode())
-            os._exit(0)
-    os.close(write_fd)
-    with open(read_fd) as pipe:
-        answer = pipe.read()
-    os.waitpid(pid, 0)
+            return str(error)
+        return "no error"
+
+    answer = answer_of_a_child(strand)
     assert answer == (
         "mountns: pytest's process entered a user namespace for the session but could not set "
         "it up ([Errno 1] refused here: '/proc/self/uid_map'); it cannot go back, so the run "
