@@ -48,7 +48,7 @@ def start(for_workers: bool) -> str | None:
 
     The whole sequence is tried first in a throwaway child, so that the
     process itself only goes where it can arrive. ``for_workers``: the
-    programs it executes (xdist's workers) keep the two capabilities.
+    programs it executes (xdist's workers) keep the capabilities isolation needs.
     """
     threads = other_threads()
     if threads:
