@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from . import _linux, _mountinfo
 from ._linux import MountFlag
+from ._plan import is_within
 
 PASS_THROUGH = frozenset(
     {
@@ -105,10 +106,11 @@ def cover(through: tuple[str, ...] = (), readonly_instead: bool = False) -> Cove
     writable, and only the places a user writes to (``user_places``) get an
     overlay of their own.
     """
-    held = _visible_mounts()
+    entries = _mountinfo.read()
+    held = _visible_mounts(entries)
     try:
         if readonly_instead:
-            return _in_place(held, through)
+            return _in_place(held, through, [entry.mountpoint for entry in entries])
         return _new_root(held, through)
     finally:
         for _, fd, _, _ in held:
@@ -122,7 +124,9 @@ def user_places() -> list[str]:
 
 
 def _in_place(
-    held: list[tuple[str, int, _mountinfo.MountEntry, bool]], through: tuple[str, ...]
+    held: list[tuple[str, int, _mountinfo.MountEntry, bool]],
+    through: tuple[str, ...],
+    points: list[str],
 ) -> Cover:
     """In a user namespace: the file systems read-only where they are, an overlay on each
     place the user may write to, where it has no mount below; ``through`` bound back.
@@ -132,18 +136,17 @@ def _in_place(
     It takes the mode of the directory it covers; its owner shows as the user.
     """
     readonly = [path for path, _, entry, _ in held if _overlaid(path, entry)]
-    points = [entry.mountpoint for entry in _mountinfo.read()]
     places: list[str] = []
     for place in dict.fromkeys(os.path.realpath(p) for p in user_places()):
-        inside = [path for path in readonly if _within(place, path)]
-        below = [point for point in points if point != place and _within(point, place)]
+        inside = [path for path in readonly if is_within(place, path)]
+        below = [point for point in points if point != place and is_within(point, place)]
         if (
             inside
             and not below
             and place != "/"
             and os.path.isdir(place)
             and os.access(place, os.W_OK)
-            and not any(_within(place, other) or _within(other, place) for other in places)
+            and not any(is_within(place, other) or is_within(other, place) for other in places)
         ):
             places.append(place)
     lowers = [(place, _open(place)) for place in places]
@@ -177,9 +180,7 @@ def _overlay_here(place: str, lower: int, mode: int) -> Layer:
         os.chmod("upper", stat.S_IMODE(mode), dir_fd=staging)  # past the umask, the sticky bit
         os.mkdir("work", 0o700, dir_fd=staging)
         base = f"/proc/self/fd/{staging}/"
-        data = f"lowerdir=/proc/self/fd/{lower},upperdir={base}upper,workdir={base}work"
-        with _linux.capability_in_effect(_linux.CAP_DAC_OVERRIDE):
-            _linux.mount("overlay", place, "overlay", MountFlag.NONE, data)
+        _linux.mount_overlay(place, f"/proc/self/fd/{lower}", f"{base}upper", f"{base}work")
     except BaseException:
         os.close(staging)
         raise
@@ -208,9 +209,8 @@ def _new_root(
                 os.mkdir(upper, 0o755, dir_fd=staging)
                 os.mkdir(work, 0o755, dir_fd=staging)
                 base = f"/proc/self/fd/{staging}/"
-                data = f"lowerdir=/proc/self/fd/{fd},upperdir={base}{upper},workdir={base}{work}"
-                with _linux.capability_in_effect(_linux.CAP_DAC_OVERRIDE):
-                    _linux.mount("overlay", target, "overlay", MountFlag.NONE, data)
+                lower = f"/proc/self/fd/{fd}"
+                _linux.mount_overlay(target, lower, f"{base}{upper}", f"{base}{work}")
                 layers.append(Layer(path, os.dup(staging), upper, os.dup(fd)))
             else:
                 flags = MountFlag.BIND | (MountFlag.REC if recursive else MountFlag.NONE)
@@ -234,7 +234,9 @@ def _new_root(
     return Cover(tuple(layers))
 
 
-def _visible_mounts() -> list[tuple[str, int, _mountinfo.MountEntry, bool]]:
+def _visible_mounts(
+    entries: list[_mountinfo.MountEntry],
+) -> list[tuple[str, int, _mountinfo.MountEntry, bool]]:
     """Each mount the test can reach, with a descriptor of it, parents first, and whether
     it goes over whole (nothing below it is overlaid: one recursive bind, not one each).
 
@@ -242,14 +244,13 @@ def _visible_mounts() -> list[tuple[str, int, _mountinfo.MountEntry, bool]]:
     of its parents) is not reached by its path: the descriptor's mount, read
     back from ``fdinfo``, tells which one is.
     """
-    entries = _mountinfo.read()
     by_id = {entry.mount_id: entry for entry in entries}
     overlaid = {entry.mountpoint for entry in entries if _overlaid(entry.mountpoint, entry)}
     paths = sorted({entry.mountpoint for entry in entries}, key=_depth)
     whole: list[str] = []
     found = []
     for path in paths:
-        if any(_within(path, top) for top in whole):
+        if any(is_within(path, top) for top in whole):
             continue
         try:
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # a mount may be a file's
@@ -260,7 +261,7 @@ def _visible_mounts() -> list[tuple[str, int, _mountinfo.MountEntry, bool]]:
             os.close(fd)
             continue
         recursive = path not in overlaid and not any(
-            _within(other, path) and other != path for other in overlaid
+            is_within(other, path) and other != path for other in overlaid
         )
         if recursive:
             whole.append(path)
@@ -272,14 +273,10 @@ def _depth(path: str) -> tuple[bool, int, str]:
     return (path != "/", path.count("/"), path)
 
 
-def _within(path: str, top: str) -> bool:
-    return top == "/" or path == top or path.startswith(top + "/")
-
-
 def _overlaid(path: str, entry: _mountinfo.MountEntry) -> bool:
     if entry.fstype in PASS_THROUGH or "ro" in entry.options[:1]:
         return False
-    return not any(path == top or path.startswith(top + "/") for top in PASS_THROUGH_BELOW)
+    return not any(is_within(path, top) for top in PASS_THROUGH_BELOW)
 
 
 def _mount_id(fd: int) -> int:

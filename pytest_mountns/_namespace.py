@@ -203,11 +203,7 @@ def _overlay(target: str) -> None:
             _open_fd(os.path.join(target, "work")) as work,
         ):
             fd = "/proc/self/fd/"
-            data = f"lowerdir={fd}{lower},upperdir={fd}{upper},workdir={fd}{work}"
-            # The overlay acts with its mounter's rights, and needs this one (in a user
-            # namespace it is permitted, not in effect: see keep_only_needed_capabilities).
-            with _linux.capability_in_effect(_linux.CAP_DAC_OVERRIDE):
-                _linux.mount("overlay", target, "overlay", MountFlag.NONE, data)
+            _linux.mount_overlay(target, f"{fd}{lower}", f"{fd}{upper}", f"{fd}{work}")
 
 
 @contextlib.contextmanager
