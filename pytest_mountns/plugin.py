@@ -434,7 +434,7 @@ def _prepare(
         enter=enter,
         leave=leave,
         check=check,
-        timeout=declaration.timeout or item.config.stash[settings_key].timeout,
+        timeout=declaration.timeout or settings.timeout,
         begin=watch.start,
         release=functools.partial(_remove_mountpoint, item),
         still_valid=functools.partial(_resolves_the_same, plan_now, plan),
