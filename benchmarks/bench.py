@@ -402,11 +402,10 @@ class Runner:
     def writable_file_systems(self) -> str:
         """What a hermetic test overlays here, counted from the plugin's own rule."""
         code = (
-            "from pytest_mountns import _hermetic, _mountinfo\n"
-            "entries = _mountinfo.read()\n"
-            "mine = list(dict.fromkeys(e.mountpoint for e in entries\n"
-            "                          if _hermetic._overlaid(e.mountpoint, e)))\n"
-            "print(f'{len(mine)} writable file system(s) of {len(entries)} mounts: '"
+            "from pytest_mountns import _hermetic\n"
+            "layout = _hermetic.Watched().layout()\n"
+            "mine = [m.path for m in layout.root.walk() if m.overlaid]\n"
+            "print(f'{len(mine)} writable file system(s) of {len(layout.points)} mounts: '"
             " + ', '.join(mine))\n"
         )
         done = subprocess.run(

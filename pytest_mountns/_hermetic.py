@@ -1,13 +1,14 @@
 """Hermetic tests: every writable file system the test sees, behind a copy-on-write overlay.
 
 In the test's namespace, already cut off from the host, a new root is
-assembled on a staging tmpfs: for each writable real file system an overlay
-(the real one below, a directory of the staging tmpfs above), for the others
-(proc, sysfs, devtmpfs, cgroup, read-only mounts) a bind of the mount as it
-is, each at its place, parents first. Then ``pivot_root`` into it, and the old
-root is detached. The test reads the real files; what it writes, creates,
-renames or deletes lands in the upper layers, which vanish with the namespace
-and which ``Cover.writes`` walks to say what the test tried to write.
+assembled on a staging tmpfs: an overlay of the real root (the real one below,
+a directory of the staging tmpfs above), and onto it the mounts of the old one,
+moved, each with what is mounted on it; a writable real file system among them
+gets an overlay of its own in its place. Proc, sysfs, devtmpfs, cgroup and
+read-only mounts stay as they are. The new root is moved over ``/``, and the
+thread's root set to it. The test reads the real files; what it writes,
+creates, renames or deletes lands in the upper layers, which vanish with the
+namespace and which ``Cover.writes`` walks to say what the test tried to write.
 
 Runs where the namespace's mounts are applied (the forked child, or pytest's
 thread in its test's namespace). Standard library only.
@@ -19,6 +20,7 @@ import contextlib
 import os
 import stat
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from . import _linux, _mountinfo
@@ -78,24 +80,32 @@ class Cover:
         found: list[Write] = []
         for layer in self.layers:
             top = f"/proc/self/fd/{layer.staging}/{layer.upper}"
-            for directory, dirs, files, fd in os.fwalk(top, follow_symlinks=False):
-                relative = os.path.relpath(directory, top)
-                for name in sorted(dirs + files):
-                    info = os.stat(name, dir_fd=fd, follow_symlinks=False)
-                    path = os.path.normpath(os.path.join(relative, name))
-                    change = _change(info, _exists_below(layer.lower, path))
-                    if change is not None:
-                        found.append(Write(_join(layer.mountpoint, path), change))
-                dirs.sort()
+            below = -1  # the real tree as the overlay sees it: the staging tmpfs may be on it
+            try:
+                for directory, dirs, files, fd in os.fwalk(top, follow_symlinks=False):
+                    relative = os.path.relpath(directory, top)
+                    for name in sorted(dirs + files):
+                        if below < 0:
+                            below = _linux.clone_mount(layer.lower)
+                        info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                        path = os.path.normpath(os.path.join(relative, name))
+                        change = _change(info, _exists_below(below, path))
+                        if change is not None:
+                            found.append(Write(_join(layer.mountpoint, path), change))
+                    dirs.sort()
+            finally:
+                if below >= 0:
+                    os.close(below)
         return found
 
     def close(self) -> None:
-        for layer in self.layers:
-            os.close(layer.lower)
-            os.close(layer.staging)
+        for fd in {fd for layer in self.layers for fd in (layer.lower, layer.staging)}:
+            os.close(fd)
 
 
-def cover(through: tuple[str, ...] = (), readonly_instead: bool = False) -> Cover:
+def cover(
+    through: tuple[str, ...] = (), readonly_instead: bool = False, layout: Layout | None = None
+) -> Cover:
     """Put every writable real file system behind an overlay, in this mount namespace.
 
     ``through`` are paths that stay the real ones, writable: pytest's basetemp,
@@ -104,17 +114,12 @@ def cover(through: tuple[str, ...] = (), readonly_instead: bool = False) -> Cove
     what belongs to ids it does not map (root's directories, EOVERFLOW at the
     first write), each is made read-only where it is instead, never left
     writable, and only the places a user writes to (``user_places``) get an
-    overlay of their own.
+    overlay of their own. ``layout``: this namespace's, if known (``Watched``).
     """
-    entries = _mountinfo.read()
-    held = _visible_mounts(entries)
-    try:
-        if readonly_instead:
-            return _in_place(held, through, [entry.mountpoint for entry in entries])
-        return _new_root(held, through)
-    finally:
-        for _, fd, _, _ in held:
-            os.close(fd)
+    layout = layout or _work_out(_mountinfo.read())
+    if readonly_instead:
+        return _in_place(layout, through)
+    return _new_root(layout, through)
 
 
 def user_places() -> list[str]:
@@ -123,11 +128,7 @@ def user_places() -> list[str]:
     return [*places, os.getcwd()]
 
 
-def _in_place(
-    held: list[tuple[str, int, _mountinfo.MountEntry, bool]],
-    through: tuple[str, ...],
-    points: list[str],
-) -> Cover:
+def _in_place(layout: Layout, through: tuple[str, ...]) -> Cover:
     """In a user namespace: the file systems read-only where they are, an overlay on each
     place the user may write to, where it has no mount below; ``through`` bound back.
 
@@ -135,11 +136,11 @@ def _in_place(
     as they are: so a place of the user's own, or a sticky one like ``/tmp``, works.
     It takes the mode of the directory it covers; its owner shows as the user.
     """
-    readonly = [path for path, _, entry, _ in held if _overlaid(path, entry)]
+    readonly = [mount.path for mount in layout.root.walk() if mount.overlaid]
     places: list[str] = []
     for place in dict.fromkeys(os.path.realpath(p) for p in user_places()):
         inside = [path for path in readonly if is_within(place, path)]
-        below = [point for point in points if point != place and is_within(point, place)]
+        below = [point for point in layout.points if point != place and is_within(point, place)]
         if (
             inside
             and not below
@@ -187,10 +188,17 @@ def _overlay_here(place: str, lower: int, mode: int) -> Layer:
     return Layer(place, staging, "upper", lower)
 
 
-def _new_root(
-    held: list[tuple[str, int, _mountinfo.MountEntry, bool]], through: tuple[str, ...]
-) -> Cover:
-    """The overlays and binds on a staging tmpfs, then ``pivot_root`` into them."""
+def _new_root(layout: Layout, through: tuple[str, ...]) -> Cover:
+    """A new root on a staging tmpfs, moved over ``/``, then ``chroot`` into it.
+
+    The new root is a fresh mount of the real one: an overlay, or a bind if it
+    is read-only. The mounts on the old one are moved over, each with what is
+    mounted on it; a writable one gets an overlay in its place, and the mounts
+    on that are moved onto the overlay in turn (``Layout.steps``). Moving costs
+    less than binding; the old tree stays below the new root, out of reach,
+    and goes with the namespace, which costs less than detaching it now.
+    """
+    held = _hold((path for path, _ in (*layout.steps, *layout.last)))
     kept = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in through]
     cwd = os.getcwd()
     layers: list[Layer] = []
@@ -202,71 +210,159 @@ def _new_root(
         staging = _open(staging_place)
         new_root = os.path.join(staging_place, "root")
         os.mkdir(new_root, 0o755)
-        for index, (path, fd, entry, recursive) in enumerate(held):
-            target = new_root + ("" if path == "/" else path)
-            if _overlaid(path, entry):
-                upper, work = f"upper{index}", f"work{index}"
-                os.mkdir(upper, 0o755, dir_fd=staging)
-                os.mkdir(work, 0o755, dir_fd=staging)
-                base = f"/proc/self/fd/{staging}/"
-                lower = f"/proc/self/fd/{fd}"
-                _linux.mount_overlay(target, lower, f"{base}{upper}", f"{base}{work}")
-                layers.append(Layer(path, os.dup(staging), upper, os.dup(fd)))
-            else:
-                flags = MountFlag.BIND | (MountFlag.REC if recursive else MountFlag.NONE)
-                _linux.mount(f"/proc/self/fd/{fd}", target, None, flags)
-        for path, fd in kept:  # while their mounts are still in this namespace
+        for path, overlay in layout.steps:
+            _place(path, overlay, new_root, held[path], staging, layers)
+        for path, fd in kept:
             target = new_root + path
             _linux.mount(f"/proc/self/fd/{fd}", target, None, MountFlag.BIND | MountFlag.REC)
+        for path, overlay in layout.last:
+            _place(path, overlay, new_root, held[path], staging, layers)
         os.chdir(new_root)
-        _linux.pivot_root(".", ".")
-        _linux.umount(".", _linux.MNT_DETACH)
+        _linux.mount(".", "/", None, MountFlag.MOVE)
+        os.chroot(".")
     except BaseException:
         Cover(tuple(layers)).close()  # the test's setup fails; its namespace goes with it
         raise
     finally:
-        for _, fd in kept:
+        owned = {fd for layer in layers for fd in (layer.lower, layer.staging)}
+        for fd in {*held.values(), *(fd for _, fd in kept), staging} - owned - {-1}:
             os.close(fd)
-        if staging >= 0:
-            os.close(staging)
     with contextlib.suppress(OSError):
         os.chdir(cwd)
     return Cover(tuple(layers))
 
 
-def _visible_mounts(
-    entries: list[_mountinfo.MountEntry],
-) -> list[tuple[str, int, _mountinfo.MountEntry, bool]]:
-    """Each mount the test can reach, with a descriptor of it, parents first, and whether
-    it goes over whole (nothing below it is overlaid: one recursive bind, not one each).
+def _place(
+    path: str, overlay: bool, new_root: str, fd: int, staging: int, layers: list[Layer]
+) -> None:
+    """One step: an overlay of the mount held by ``fd`` at ``path`` below ``new_root`` (it
+    takes ``fd`` as its lower layer), or the mount moved there (the root: bound there)."""
+    target = new_root if path == "/" else new_root + path
+    if overlay:
+        upper, work = f"upper{len(layers)}", f"work{len(layers)}"
+        os.mkdir(upper, 0o755, dir_fd=staging)
+        os.mkdir(work, 0o755, dir_fd=staging)
+        base = f"/proc/self/fd/{staging}/"
+        _linux.mount_overlay(target, f"/proc/self/fd/{fd}", f"{base}{upper}", f"{base}{work}")
+        layers.append(Layer(path, staging, upper, fd))
+    else:
+        flags = MountFlag.BIND if path == "/" else MountFlag.MOVE
+        _linux.mount(f"/proc/self/fd/{fd}", target, None, flags)
 
-    A mount hidden below another at the same place (or below a mount over one
-    of its parents) is not reached by its path: the descriptor's mount, read
-    back from ``fdinfo``, tells which one is.
+
+def _hold(paths: Iterable[str]) -> dict[str, int]:
+    held: dict[str, int] = {}
+    try:
+        for path in paths:
+            held[path] = os.open(path, os.O_PATH | os.O_CLOEXEC)
+    except BaseException:
+        for fd in held.values():
+            os.close(fd)
+        raise
+    return held
+
+
+@dataclass(frozen=True)
+class Reachable:
+    """A mount the test can reach by its path, and the reachable ones on it."""
+
+    path: str
+    overlaid: bool
+    children: tuple[Reachable, ...]
+
+    def walk(self) -> Iterator[Reachable]:
+        """This mount and every one on it, parents first."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The mount table as the cover needs it, and what it does with it."""
+
+    root: Reachable
+    points: tuple[str, ...]
+    """Every mount point, hidden ones too."""
+    steps: tuple[tuple[str, bool], ...]
+    """The new root's making, as ``(path, overlaid)``: the root first, a fresh mount; then each
+    mount that must be moved onto its new parent, and each overlay, parents first."""
+    last: tuple[tuple[str, bool], ...]
+    """The same for ``/proc`` and what is on it, last: every descriptor is named through it."""
+
+
+def _steps(root: Reachable) -> tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]]:
+    def visit(mount: Reachable, carried: bool, into: list[tuple[str, bool]]) -> None:
+        if mount.overlaid or not carried:
+            into.append((mount.path, mount.overlaid))
+        for child in mount.children:  # an overlay hides what is on its lower layer: moved
+            visit(child, carried=not mount.overlaid, into=into)
+
+    steps: list[tuple[str, bool]] = [("/", root.overlaid)]
+    last: list[tuple[str, bool]] = []
+    for child in root.children:  # the root is a fresh mount: all on it is moved
+        visit(child, carried=False, into=last if is_within("/proc", child.path) else steps)
+    return tuple(steps), tuple(last)
+
+
+class Watched:
+    """The layout of one namespace's mounts, worked out again only when it changed.
+
+    For in-process mode: pytest's thread asks before it enters each test's
+    namespace, a copy of its own; a ``poll`` says whether a mount or unmount
+    happened since, which costs less than reading the copy's table.
     """
+
+    def __init__(self) -> None:
+        self._namespace = -1
+        self._watch: _mountinfo.Watch | None = None
+        self._layout: Layout | None = None
+
+    def layout(self) -> Layout:
+        """The calling thread's namespace's layout (another namespace: a new watch)."""
+        namespace = _linux.mount_namespace_id()
+        if self._watch is None or namespace != self._namespace:
+            self._namespace, self._watch, self._layout = namespace, _mountinfo.Watch(), None
+        elif self._watch.touched():
+            self._layout = None
+        if self._layout is None:
+            self._layout = _work_out(_mountinfo.read())
+        return self._layout
+
+
+def _work_out(entries: list[_mountinfo.MountEntry]) -> Layout:
+    """Which mounts are reachable, and on which: a mount hidden below another at the same
+    place (or below a mount over one of its parents) is not reached by its path, and the
+    mount its descriptor is on, read back from ``fdinfo``, tells which one is."""
     by_id = {entry.mount_id: entry for entry in entries}
-    overlaid = {entry.mountpoint for entry in entries if _overlaid(entry.mountpoint, entry)}
-    paths = sorted({entry.mountpoint for entry in entries}, key=_depth)
-    whole: list[str] = []
-    found = []
-    for path in paths:
-        if any(is_within(path, top) for top in whole):
-            continue
+    reachable: list[tuple[str, bool]] = []
+    for path in sorted({entry.mountpoint for entry in entries}, key=_depth):
         try:
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # a mount may be a file's
         except OSError:
             continue
-        top = by_id.get(_mount_id(fd))
-        if top is None or top.mountpoint != path:
+        try:
+            top = by_id.get(_mount_id(fd))
+        finally:
             os.close(fd)
-            continue
-        recursive = path not in overlaid and not any(
-            is_within(other, path) and other != path for other in overlaid
-        )
-        if recursive:
-            whole.append(path)
-        found.append((path, fd, top, recursive))
-    return found
+        if top is not None and top.mountpoint == path:
+            reachable.append((path, _overlaid(path, top)))
+    root = _tree(reachable)
+    return Layout(root, tuple(entry.mountpoint for entry in entries), *_steps(root))
+
+
+def _tree(reachable: list[tuple[str, bool]]) -> Reachable:
+    """Each reachable mount below the nearest reachable one that contains its path."""
+    children: dict[str, list[str]] = {path: [] for path, _ in reachable}
+    overlaid = dict(reachable)
+    for path, _ in reachable[1:]:
+        parent = max((p for p in children if p != path and is_within(path, p)), key=len)
+        children[parent].append(path)
+
+    def build(path: str) -> Reachable:
+        return Reachable(path, overlaid[path], tuple(build(child) for child in children[path]))
+
+    return build("/")
 
 
 def _depth(path: str) -> tuple[bool, int, str]:

@@ -31,6 +31,7 @@ class MountFlag(enum.IntFlag):
     NODEV = 4
     NOEXEC = 8
     REMOUNT = 32
+    MOVE = 8192
     NOATIME = 1024
     NODIRATIME = 2048
     BIND = 4096
@@ -56,7 +57,9 @@ AT_FDCWD = -100
 AT_RECURSIVE = 0x8000
 MOUNT_ATTR_RDONLY = 0x1
 SYS_MOUNT_SETATTR = 442  # the same on every architecture since Linux 5.12
-SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "riscv64": 41, "ppc64le": 203, "s390x": 217}
+SYS_OPEN_TREE = 428  # the same on every architecture since Linux 5.2
+OPEN_TREE_CLONE = 1
+AT_EMPTY_PATH = 0x1000
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -178,17 +181,17 @@ def mount_overlay(target: str, lower: str, upper: str, work: str) -> None:
         mount("overlay", target, "overlay", MountFlag.NONE, data)
 
 
-def pivot_root(new_root: str, put_old: str) -> None:
-    """Make ``new_root`` the root of this mount namespace; the old one goes to ``put_old``."""
-    number = SYS_PIVOT_ROOT.get(os.uname().machine)
-    if number is None:
-        raise OSError(errno.ENOSYS, f"pivot_root: unknown on {os.uname().machine}", new_root)
+def clone_mount(fd: int) -> int:
+    """A descriptor of a private copy of the mount ``fd`` is on, without what is mounted on
+    it: a path looked up from there stays on that file system, as an overlay's lower layer."""
     result = _syscall(
-        ctypes.c_long(number),
-        ctypes.c_char_p(os.fsencode(new_root)),
-        ctypes.c_char_p(os.fsencode(put_old)),
+        ctypes.c_long(SYS_OPEN_TREE),
+        ctypes.c_int(fd),
+        ctypes.c_char_p(b""),
+        ctypes.c_uint(OPEN_TREE_CLONE | AT_EMPTY_PATH | os.O_CLOEXEC),
     )
-    _check(result, "pivot_root", new_root)
+    _check(result, "open_tree(OPEN_TREE_CLONE)")
+    return int(result)
 
 
 def umount(target: str, flags: int = 0) -> None:

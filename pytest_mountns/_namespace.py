@@ -64,7 +64,9 @@ def mount_tmpfs(target: str, options: TmpfsOptions) -> None:
     _linux.mount("tmpfs", target, "tmpfs", flags, options.mount_data())
 
 
-def apply(plan: MountPlan, only_own_ids: bool = False) -> _hermetic.Cover | None:
+def apply(
+    plan: MountPlan, only_own_ids: bool = False, layout: _hermetic.Layout | None = None
+) -> _hermetic.Cover | None:
     """Mount the plan, parents first, make what it needs, then bind back what it must not hide.
 
     Bind sources are opened before anything is mounted, so a mount cannot
@@ -75,14 +77,16 @@ def apply(plan: MountPlan, only_own_ids: bool = False) -> _hermetic.Cover | None
     ``plan.keep`` holds pytest's basetemp: a tmpfs over ``/tmp`` would
     otherwise hide the directory ``tmp_path`` lives in. A hermetic plan covers
     the file systems first (``_hermetic``), and the declared mounts go on top;
-    in a user namespace (``only_own_ids``) they turn read-only instead.
+    in a user namespace (``only_own_ids``) they turn read-only instead. ``layout``: the
+    mounts as the cover needs them, if known before (``_hermetic.Watched``).
     """
     cwd = os.getcwd()
     cover = None
     owned: set[int] = set()
     if plan.hermetic:
         written_through = tuple(m.source for m in plan.mounts if m.kind == "bind" and m.source)
-        cover = _hermetic.cover((*plan.keep, *written_through), readonly_instead=only_own_ids)
+        through = (*plan.keep, *written_through)
+        cover = _hermetic.cover(through, readonly_instead=only_own_ids, layout=layout)
         owned.update(os.stat(layer.mountpoint).st_dev for layer in cover.layers)
     sources = {m.target: _open_path(m.source) for m in plan.mounts if m.source is not None}
     kept = [(path, _open_path(path)) for path in plan.keep]

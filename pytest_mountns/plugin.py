@@ -20,6 +20,7 @@ from . import (
     _adapters,
     _audit,
     _forking,
+    _hermetic,
     _inprocess,
     _internals,
     _mountinfo,
@@ -72,6 +73,7 @@ mount_watch_key = pytest.StashKey[_mountinfo.Watch]()
 no_inprocess_key = pytest.StashKey[str | None]()
 session_failure_key = pytest.StashKey[str | None]()
 forked_instead_key = pytest.StashKey[int]()
+hermetic_layout_key = pytest.StashKey[_hermetic.Watched]()
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -573,9 +575,12 @@ def _enter_thread(
     origins: list[_thread_namespace.Origin],
 ) -> None:
     """In-process, before the test's setup: move this thread in and mount."""
+    layout = None
+    if plan.hermetic:  # known before the copy is made, as it rarely changes
+        layout = item.config.stash.setdefault(hermetic_layout_key, _hermetic.Watched()).layout()
     origins.append(_thread_namespace.enter(plan.propagation))
     item.config.stash[inside_key] = True
-    cover = _namespace.apply(plan, availability.only_own_ids)
+    cover = _namespace.apply(plan, availability.only_own_ids, layout)
     _audit.enter(item, cover, plan, audit)
 
 

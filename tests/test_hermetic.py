@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from pytest_mountns import _hermetic, _linux, _mountinfo, _namespace
+from pytest_mountns._linux import MountFlag
+from pytest_mountns._plan import is_within
 from tests._helpers import answer_of_a_child
 from tests._throwaway_root import NOBODY, Run, run_pytest
 
@@ -124,6 +126,82 @@ def test_submounts_stay_reachable_and_behave() -> None:
     assert passed_through <= set(kinds), passed_through - set(kinds)  # /sys/fs/cgroup, /dev/pts
 
 
+def test_a_tree_of_mounts_keeps_its_shape_under_the_cover(tmp_path: Path) -> None:
+    """Writable file systems on writable ones, a read-only one on a writable one and a
+    writable one on that, two stacked at one place: each reads as before, each writable
+    one is covered, the read-only one stays so, the hidden one stays hidden."""
+    a = tmp_path / "a"
+
+    def tmpfs(path: Path, *files: str) -> None:
+        path.mkdir(exist_ok=True)
+        _linux.mount("tmpfs", str(path), "tmpfs")
+        for name in files:
+            (path / name).write_text(name)
+
+    def covered() -> str:
+        _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
+        tmpfs(a, "a.txt")
+        tmpfs(a / "b", "b.txt")
+        tmpfs(a / "b" / "deep", "deep.txt")
+        _linux.set_readonly(str(a / "b" / "deep"))
+        tmpfs(a / "c", "c.txt")
+        (a / "c" / "w").mkdir()
+        _linux.set_readonly(str(a / "c"))
+        tmpfs(a / "c" / "w", "w.txt")
+        tmpfs(a / "d", "under.txt")
+        tmpfs(a / "d", "top.txt")
+        cover = _hermetic.cover()
+        seen = sorted(str(p.relative_to(a)) for p in a.rglob("*.txt"))
+        for place in (a, a / "b", a / "c" / "w", a / "d"):
+            (place / "new").write_text("new")
+        refused = []
+        for place in (a / "b" / "deep", a / "c"):
+            try:
+                (place / "new").write_text("new")
+            except OSError as error:
+                refused.append(error.errno)
+        kinds = {
+            e.mountpoint: e.fstype for e in _mountinfo.read() if is_within(e.mountpoint, str(a))
+        }
+        writes = [(w.path, w.change) for w in cover.writes() if is_within(w.path, str(a))]
+        return json.dumps({"seen": seen, "refused": refused, "kinds": kinds, "writes": writes})
+
+    answer = answer_of_a_child(covered)
+    assert answer.startswith("{"), answer
+    result = json.loads(answer)
+    assert result["seen"] == ["a.txt", "b/b.txt", "b/deep/deep.txt", "c/c.txt", "c/w/w.txt",
+                              "d/top.txt"]  # fmt: skip
+    assert result["refused"] == [errno.EROFS, errno.EROFS]
+    assert result["kinds"] == {
+        str(a): "overlay",
+        str(a / "b"): "overlay",
+        str(a / "b" / "deep"): "tmpfs",
+        str(a / "c"): "tmpfs",
+        str(a / "c" / "w"): "overlay",
+        str(a / "d"): "overlay",
+    }
+    assert sorted(map(tuple, result["writes"])) == sorted(
+        (str(place / "new"), "created") for place in (a, a / "b", a / "c" / "w", a / "d")
+    )
+
+
+def test_the_layout_known_beforehand_follows_the_mount_table(tmp_path: Path) -> None:
+    """In-process, the layout is worked out before the test's namespace is made, and
+    again only after a mount or unmount: a mount made since is covered too."""
+
+    def follow() -> str:
+        _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
+        watched = _hermetic.Watched()
+        first = watched.layout()
+        unchanged = watched.layout() is first
+        _linux.mount("tmpfs", str(tmp_path), "tmpfs")
+        steps = dict(watched.layout().steps)
+        return f"unchanged: {unchanged}; new mount overlaid: {steps.get(str(tmp_path))}"
+
+    answer = answer_of_a_child(follow)
+    assert answer == "unchanged: True; new mount overlaid: True"
+
+
 def test_a_directory_kept_through_is_the_real_one(tmp_path: Path) -> None:
     """pytest's basetemp: what the test writes there stays, for inspection."""
     kept, covered = tmp_path / "kept", tmp_path / "covered"
@@ -141,19 +219,31 @@ def test_a_directory_kept_through_is_the_real_one(tmp_path: Path) -> None:
     assert listed == [[str(covered / "result.txt"), "created"]]
 
 
-def test_a_cover_that_fails_halfway_leaves_no_descriptor_open() -> None:
-    """In-process, the thread goes on after a failed setup: nothing of the cover may stay."""
+def test_a_cover_that_fails_halfway_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    """In-process, the thread goes on after a failed setup: nothing of the cover may stay.
+
+    The failure comes when the overlays are made and a path is to be bound through.
+    """
 
     def fail_halfway() -> str:
         _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
         before = sorted(os.listdir("/proc/self/fd"))
+        mount = _linux.mount
 
-        def refuse(new_root: str, put_old: str) -> None:
-            raise OSError(errno.EPERM, "refused here", new_root)
+        def refuse_binds(
+            source: str | None,
+            target: str,
+            fstype: str | None,
+            flags: MountFlag = MountFlag.NONE,
+            data: str | None = None,
+        ) -> None:
+            if flags & MountFlag.BIND and flags & MountFlag.REC:
+                raise OSError(errno.EPERM, "refused here", target)
+            mount(source, target, fstype, flags, data)
 
-        _linux.pivot_root = refuse  # type: ignore[assignment]
+        _linux.mount = refuse_binds  # type: ignore[assignment]
         try:
-            _hermetic.cover()
+            _hermetic.cover(through=(str(tmp_path),))
         except OSError as error:
             after = sorted(os.listdir("/proc/self/fd"))
             return f"{error.strerror}; same descriptors: {after == before}"
