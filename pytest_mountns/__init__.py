@@ -7,10 +7,10 @@ The warnings and the error below are what filters and ``except`` clauses name.
 
 from ._adapters import UnsupportedPluginWarning
 from ._audit import HermeticReadOnlyWarning
-from ._child import LeftoverProcessWarning
 from ._hermetic import Write
 from ._imperative import MountNamespace
 from ._inprocess import LeftoverThreadWarning
+from ._isolation import LeftoverProcessWarning
 from ._mountinfo import MountEntry
 from ._output import output
 from ._runner import ThreadsAtForkWarning

@@ -21,14 +21,10 @@ from typing import NoReturn
 
 import pytest
 
-from . import _adapters, _frames, _internals, _linux, _output, _phases, _processes
+from . import _adapters, _frames, _internals, _isolation, _linux, _output, _phases, _processes
 
 STACKS_SIGNAL = signal.SIGRTMIN + 4
 """Asks a child that overran its timeout to write its Python stacks."""
-
-
-class LeftoverProcessWarning(pytest.PytestWarning):
-    """An isolated test left processes running; pytest-mountns killed them."""
 
 
 def main(
@@ -164,12 +160,6 @@ def _interrupt_once(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def leftover_warning(killed: list[str]) -> LeftoverProcessWarning:
-    return LeftoverProcessWarning(
-        f"mountns: killed {len(killed)} process(es) the test left running: " + "; ".join(killed)
-    )
-
-
 class ChildHooks(_phases.EnterAtSetup):
     """The child's own hooks: enter first at setup, end leftovers, send logged reports.
 
@@ -213,7 +203,7 @@ class ChildHooks(_phases.EnterAtSetup):
             self.saw_everything = False
             return
         if killed:
-            _phases.warn_at(item, leftover_warning(list(killed.values())))
+            _phases.warn_at(item, _isolation.leftover_warning(list(killed.values())))
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -2,12 +2,14 @@
 
 A spare is forked while the test before it runs, so the fork leaves the
 critical path; it is used only if pytest's state is the one it was forked
-from, and takes over what may still have changed (``handover``).
+from, and takes over what may still have changed (``_handover``). ``start``
+gives the test its child, one way or the other.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import gc
 import os
@@ -17,14 +19,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pytest
 
 from . import _child, _internals, _linux, _mountinfo, _processes
-
-if TYPE_CHECKING:
-    from ._runner import Isolation, Prepare
+from ._isolation import Isolation, Prepare, kept_children
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,44 @@ class Spare:
     with that test's timeout, cannot be handed over; a new one means forking afresh."""
 
 
-def fork(
+class CouldNotFork(Exception):
+    """No child could be forked (out of processes or descriptors): nothing of the test ran."""
+
+
+def start(
+    item: pytest.Item,
+    nextitem: pytest.Item | None,
+    hooks: _child.ChildHooks,
+    prepare: Prepare,
+    basetemp: str | None,
+    alarm: tuple[float, float],
+) -> tuple[Forked, Isolation]:
+    """The test's child, started, and the isolation it runs in: the spare forked for it if
+    pytest's state is still the one it was forked from, else one forked now.
+
+    ``prepare``'s failure to set up is raised as it is; a failure to fork as ``CouldNotFork``.
+    """
+    config = item.config
+    spare = _take_spare(config)
+    if spare is not None and _fits(spare, item, nextitem) and spare.isolation.still_valid():
+        spare.isolation.begin()
+        state = _handover(item, alarm, spare.filters)
+        if state is not None and _go(config, spare.child, state):
+            return dataclasses.replace(
+                spare.child, started=_processes.boot_ticks()
+            ), spare.isolation
+    if spare is not None:
+        _discard(spare)
+    isolation = prepare(basetemp)
+    isolation.begin()
+    try:
+        return _fork(item, nextitem, hooks, isolation, alarm), isolation
+    except OSError as error:
+        isolation.release()
+        raise CouldNotFork(error) from error
+
+
+def _fork(
     item: pytest.Item,
     nextitem: pytest.Item | None,
     hooks: _child.ChildHooks,
@@ -114,7 +150,7 @@ def fork(
     return Forked(pid, read_fd, stacks_read, go_write, started)
 
 
-def handover(
+def _handover(
     item: pytest.Item, alarm: tuple[float, float], inherited: Sequence[object]
 ) -> bytes | None:
     """What changed here since the spare was forked and it must take over: the alarm,
@@ -154,7 +190,7 @@ def _wait_for_go(fd: int, item: pytest.Item) -> tuple[float, float]:
         os._exit(0)
 
 
-def go(config: pytest.Config, child: Forked, handover: bytes) -> bool:
+def _go(config: pytest.Config, child: Forked, handover: bytes) -> bool:
     """Tell the spare to run; False if it is gone (something killed it meanwhile), or if
     pytest's mount table changed since the spare was forked: its namespace is a copy of
     the table as it was, and the test must find it as it is."""
@@ -188,7 +224,8 @@ def fork_spare(
     after_next = _following(item.session, nextitem)
     filters = list(warnings.filters)
     _mount_table(config).touched()  # from now on, a change throws the spare away
-    child = fork(nextitem, after_next, hooks, isolation, None)
+    child = _fork(nextitem, after_next, hooks, isolation, None)
+    kept_children(config).add(child.pid)
     state = _internals.state_token(nextitem)
     handler = signal.getsignal(signal.SIGALRM)
     config.stash[_spare_key] = Spare(
@@ -196,7 +233,7 @@ def fork_spare(
     )
 
 
-def fits(spare: Spare, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
+def _fits(spare: Spare, item: pytest.Item, nextitem: pytest.Item | None) -> bool:
     return (
         spare.item is item
         and spare.nextitem is nextitem
@@ -211,7 +248,7 @@ def _mount_table(config: pytest.Config) -> _mountinfo.Watch:
     return config.stash[_table_key]
 
 
-def discard(spare: Spare) -> None:
+def _discard(spare: Spare) -> None:
     """A spare whose test will not run as it expected: tell it to leave, free its resources."""
     os.close(spare.child.go)
     os.close(spare.child.reports)
@@ -225,7 +262,8 @@ def discard_spare(config: pytest.Config) -> None:
     spare = config.stash.get(_spare_key, None)
     config.stash[_spare_key] = None
     if spare is not None:
-        discard(spare)
+        kept_children(config).discard(spare.child.pid)
+        _discard(spare)
 
 
 def _following(session: pytest.Session, item: pytest.Item) -> pytest.Item | None:
@@ -243,13 +281,10 @@ _table_key = pytest.StashKey[_mountinfo.Watch]()
 _positions_key = pytest.StashKey[dict[int, int]]()
 
 
-def spare_pids(config: pytest.Config) -> set[int]:
-    spare = config.stash.get(_spare_key, None)
-    return set() if spare is None else {spare.child.pid}
-
-
-def take_spare(config: pytest.Config) -> Spare | None:
+def _take_spare(config: pytest.Config) -> Spare | None:
     """The spare forked for the test about to run, if any; it is the caller's now."""
     spare = config.stash.get(_spare_key, None)
     config.stash[_spare_key] = None
+    if spare is not None:
+        kept_children(config).discard(spare.child.pid)
     return spare

@@ -308,9 +308,9 @@ def _steps(root: Reachable) -> tuple[tuple[tuple[str, bool], ...], tuple[tuple[s
 class Watched:
     """The layout of one namespace's mounts, worked out again only when it changed.
 
-    For in-process mode: pytest's thread asks before it enters each test's
-    namespace, a copy of its own; a ``poll`` says whether a mount or unmount
-    happened since, which costs less than reading the copy's table.
+    pytest's process asks as it prepares each hermetic test, whose namespace
+    will be a copy of its own; a ``poll`` says whether a mount or unmount
+    happened since, which costs far less than reading and working out the table.
     """
 
     def __init__(self) -> None:

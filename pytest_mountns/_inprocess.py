@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from . import _internals, _linux, _output, _phases, _processes, _runner
+from . import _internals, _isolation, _linux, _output, _phases, _processes
 
 _entry_key = pytest.StashKey[_phases.EnterAtSetup]()
 
@@ -23,11 +23,11 @@ class LeftoverThreadWarning(pytest.PytestWarning):
 
 
 def run_in_process(
-    attempt: _runner.Attempt, nextitem: pytest.Item | None, prepare: _runner.Prepare
+    attempt: _isolation.Attempt, nextitem: pytest.Item | None, prepare: _isolation.Prepare
 ) -> BaseException | None:
     """Run the item's setup, call and teardown here, inside the isolation ``prepare`` gives.
 
-    As ``_runner.run_isolated``: a failure to set up the wider scopes, or
+    As the fork runner's ``run_isolated``: a failure to set up the wider scopes, or
     to prepare, is returned with nothing of the test run.
     """
     item = attempt.item
@@ -58,11 +58,11 @@ def run_in_process(
             finally:
                 _internals.put_wider_finalizers_back(item, aside)
                 _internals.release_request(item)
-            problems = _runner.end_leftovers(item, since)
+            problems = _isolation.end_leftovers(item, since)
     if thread_problem is not None:
         problems.append(thread_problem)
     _output.deliver(item, _output.output(item))
-    _runner.finish(attempt, nextitem, isolation, problems)
+    _isolation.finish(attempt, nextitem, isolation, problems)
     return None
 
 

@@ -7,14 +7,11 @@ what the child runs before the test's setup and what to check once it is gone.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import json
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import pytest
 
@@ -25,6 +22,7 @@ from . import (
     _forking,
     _frames,
     _internals,
+    _isolation,
     _linux,
     _output,
     _phases,
@@ -32,65 +30,15 @@ from . import (
 )
 
 
-@dataclass(frozen=True)
-class Isolation:
-    enter: Callable[[], None]
-    """Runs first thing in the test's setup (in the child, or in pytest's thread)."""
-    check: Callable[[], str | None]
-    """Runs here once the child is gone: a reason to fail the test, or None."""
-    timeout: float | None = None
-    begin: Callable[[], None] = lambda: None
-    """Runs here just before the child starts the test."""
-    release: Callable[[], None] = lambda: None
-    """Runs here if the child never starts (a spare thrown away)."""
-    leave: Callable[[], None] = lambda: None
-    """In-process only: runs after the test's own teardown, whatever happened, to come back."""
-    ready: Callable[[], None] = lambda: None
-    """Forked only: runs in the child as soon as it starts, so a spare does it while the
-    test before it runs; only what cannot depend on what that test changes."""
-    still_valid: Callable[[], bool] = lambda: True
-    """Runs here before a spare child, prepared while the test before it ran, goes:
-    whether what was decided then (targets, sources) still holds now that it ended."""
-
-
 class ThreadsAtForkWarning(pytest.PytestWarning):
     """pytest's process had other threads when it forked isolated tests; the children lack them."""
 
 
-Prepare = Callable[[str | None], Isolation]
-"""Called once the wider scopes are set up, with pytest's basetemp if the test uses it."""
-
-
-class Attempt:
-    """One run of an item's protocol: its reports in order, logged as they come if ``log``.
-
-    pytest's own protocol logs them; a plugin that reruns (pytest-rerunfailures)
-    asks for them unlogged, and logs each once it has decided what it was.
-    """
-
-    def __init__(self, item: pytest.Item, log: bool) -> None:
-        self.item = item
-        self.log = log
-        self.received: dict[str, pytest.TestReport] = {}
-        self.reports: list[pytest.TestReport] = []
-
-    def deliver(self, report: pytest.TestReport) -> None:
-        """A phase's report; the teardown waits to be merged with the wider scopes' half."""
-        self.received[report.when] = report
-        if report.when != "teardown":
-            self.hand_on(report)
-
-    def hand_on(self, report: pytest.TestReport) -> None:
-        self.reports.append(report)
-        if self.log:
-            self.item.ihook.pytest_runtest_logreport(report=report)
-
-
 def run_isolated(
-    attempt: Attempt,
+    attempt: _isolation.Attempt,
     nextitem: pytest.Item | None,
-    prepare: Prepare,
-    prepare_next: Prepare | None = None,
+    prepare: _isolation.Prepare,
+    prepare_next: _isolation.Prepare | None = None,
 ) -> BaseException | None:
     """Run the item's setup, call and teardown in a forked child; its reports come here.
 
@@ -103,42 +51,30 @@ def run_isolated(
     """
     item = attempt.item
     config = item.config
-    spare = _forking.take_spare(config)
     try:
         basetemp = _internals.setup_wider_scopes(item)
-        if spare is not None and not (
-            _forking.fits(spare, item, nextitem) and spare.isolation.still_valid()
-        ):
-            _forking.discard(spare)
-            spare = None
-        isolation = spare.isolation if spare is not None else prepare(basetemp)
     except _internals.SETUP_FAILURES as error:
-        if spare is not None:
-            _forking.discard(spare)
         return error
-    hooks = _child_hooks(config)
-    reap_exited(config)
     problem = _threads_at_fork(item)
     if problem is not None:  # -W error made the warning an error
-        if spare is not None:
-            _forking.discard(spare)
-        else:
-            isolation.release()
+        _forking.discard_spare(config)
         return pytest.fail.Exception(problem, pytrace=False)
+    hooks = _child_hooks(config)
+    reap_exited(config)
     # An alarm armed for this test (pytest-timeout's signal method) must ring in
     # the child, where the test runs: timers do not cross fork, so move it there.
     alarm = signal.setitimer(signal.ITIMER_REAL, 0)
     started = time.monotonic()
     try:
         with _processes.waitable_children(), _linux.subreaper():
-            isolation.begin()
             try:
-                child = _start(item, nextitem, hooks, isolation, alarm, spare, basetemp, prepare)
-            except OSError as error:
-                isolation.release()
+                child, isolation = _forking.start(item, nextitem, hooks, prepare, basetemp, alarm)
+            except _forking.CouldNotFork as error:
                 return pytest.fail.Exception(
                     f"mountns: could not fork the isolated test: {error}", pytrace=False
                 )
+            except _internals.SETUP_FAILURES as error:
+                return error
             if prepare_next is not None and nextitem is not None:
                 try:
                     _forking.fork_spare(item, nextitem, hooks, prepare_next, basetemp)
@@ -153,26 +89,6 @@ def run_isolated(
         if alarm[0] > 0 and left > 0:  # it rang in the child if it was due
             signal.setitimer(signal.ITIMER_REAL, left, alarm[1])
     return None
-
-
-def _start(
-    item: pytest.Item,
-    nextitem: pytest.Item | None,
-    hooks: _child.ChildHooks,
-    isolation: Isolation,
-    alarm: tuple[float, float],
-    spare: _forking.Spare | None,
-    basetemp: str | None,
-    prepare: Prepare,
-) -> _forking.Forked:
-    """Tell the spare forked for this test to go, or fork a child now."""
-    if spare is not None:
-        handover = _forking.handover(item, alarm, spare.filters)
-        if handover is not None and _forking.go(item.config, spare.child, handover):
-            return dataclasses.replace(spare.child, started=_processes.boot_ticks())
-        _forking.discard(spare)
-        isolation = prepare(basetemp)
-    return _forking.fork(item, nextitem, hooks, isolation, alarm)
 
 
 _threads_told_key = pytest.StashKey[bool]()
@@ -199,23 +115,17 @@ def _threads_at_fork(item: pytest.Item) -> str | None:
 
 
 _child_hooks_key = pytest.StashKey[_child.ChildHooks]()
-_exiting_key = pytest.StashKey[list[int]]()
-
-
-def _exiting_children(config: pytest.Config) -> list[int]:
-    if _exiting_key not in config.stash:
-        config.stash[_exiting_key] = []
-    return config.stash[_exiting_key]
 
 
 def reap_exited(config: pytest.Config, block: bool = False) -> None:
-    """Reap the children that reported everything and were left to exit on their own."""
-    exiting = _exiting_children(config)
-    for pid in list(exiting):
+    """Reap the children that reported everything and were left to exit on their own
+    (and a spare that died meanwhile: its discard finds it reaped)."""
+    kept = _isolation.kept_children(config)
+    for pid in sorted(kept):
         with contextlib.suppress(ChildProcessError):
             if os.waitpid(pid, 0 if block else os.WNOHANG)[0] == 0:
                 continue
-        exiting.remove(pid)
+        kept.discard(pid)
 
 
 def _child_hooks(config: pytest.Config) -> _child.ChildHooks:
@@ -228,7 +138,10 @@ def _child_hooks(config: pytest.Config) -> _child.ChildHooks:
 
 
 def _collect(
-    attempt: Attempt, nextitem: pytest.Item | None, child: _forking.Forked, isolation: Isolation
+    attempt: _isolation.Attempt,
+    nextitem: pytest.Item | None,
+    child: _forking.Forked,
+    isolation: _isolation.Isolation,
 ) -> None:
     """Take the child's reports as they come, then reap it and fill in what it never sent."""
     item = attempt.item
@@ -285,16 +198,17 @@ def _collect(
         if ending == (_frames.DONE, b""):
             # It sent everything and ended what the test left; let it exit on the
             # other core while this one goes on, and reap it later.
-            _exiting_children(item.config).append(child.pid)
+            _isolation.kept_children(item.config).add(child.pid)
         else:
             problems += _after_an_abnormal_end(attempt, child, ending, channel, started)
     finally:
         channel.close()
-    finish(attempt, nextitem, isolation, problems)
+    stopping = functools.partial(_forking.discard_spare, item.config)
+    _isolation.finish(attempt, nextitem, isolation, problems, stopping)
 
 
 def _after_an_abnormal_end(
-    attempt: Attempt,
+    attempt: _isolation.Attempt,
     child: _forking.Forked,
     ending: tuple[int, bytes] | None,
     channel: _channel.Channel,
@@ -306,7 +220,7 @@ def _after_an_abnormal_end(
     left (it covered ``/proc``): its orphans come here once it is gone.
     """
     status = _processes.wait_for(child.pid)
-    problems = end_leftovers(attempt.item, child.started)
+    problems = _isolation.end_leftovers(attempt.item, child.started)
     if ending is not None and ending[0] == _frames.DONE:
         return problems
     if ending is not None and ending[0] in (_frames.EXIT, _frames.INTERRUPT):
@@ -322,37 +236,6 @@ def _after_an_abnormal_end(
     return problems
 
 
-def finish(
-    attempt: Attempt,
-    nextitem: pytest.Item | None,
-    isolation: Isolation,
-    problems: Sequence[str] = (),
-) -> None:
-    """Check the host, tear down the scopes that end here, hand on the one teardown report.
-
-    ``problems`` (a warning that this process's filters made an error, say)
-    fail the teardown too.
-    """
-    item = attempt.item
-    leak = isolation.check()  # before the parent's teardown, which may unmount what it mounted
-    if item.session.shouldfail or item.session.shouldstop:
-        nextitem = None
-        _forking.discard_spare(item.config)  # it holds copies of what the teardown unmounts
-    reraise = _phases.reraised(item.config)
-    parent_half = (
-        None
-        if _adapters.reruns(item)  # it needs them again
-        else _internals.teardown_wider_scopes(item, nextitem, reraise)
-    )
-    teardown = _merge_teardown(attempt.received["teardown"], parent_half)
-    for problem in [leak, *problems]:
-        if problem is not None:
-            now = time.time()
-            failed = _make_report(item, "teardown", "failed", problem, [], now, now)
-            teardown = _merge_teardown(teardown, failed)
-    attempt.hand_on(teardown)
-
-
 def _abandon(item: pytest.Item, child: _forking.Forked, error: BaseException) -> None:
     """The session ends while the child runs: on Ctrl-C it tears down first; else it is killed."""
     _forking.discard_spare(item.config)
@@ -363,7 +246,7 @@ def _abandon(item: pytest.Item, child: _forking.Forked, error: BaseException) ->
             reaped = True
     finally:
         if reaped:
-            end_leftovers(item, child.started)
+            _isolation.end_leftovers(item, child.started)
         else:
             _end_tree(item, child)
 
@@ -384,44 +267,10 @@ def _end_tree(item: pytest.Item, child: _forking.Forked) -> list[str]:
     with contextlib.suppress(ProcessLookupError):
         os.kill(child.pid, signal.SIGKILL)
     _processes.wait_for(child.pid)
-    return end_leftovers(item, child.started)
+    return _isolation.end_leftovers(item, child.started)
 
 
-def end_leftovers(item: pytest.Item, since: int) -> list[str]:
-    """Kill what a test left running here: pytest's children (adopted, as a subreaper,
-    or its own, in-process) outside pytest's namespace, and everything below them.
-
-    Walked again until nothing new is found, as orphans keep coming here while
-    a process that forks itself over and over is ended. The forked children that
-    reported everything and are exiting are not leftovers, nor is the spare forked
-    for the next test, in its namespace already; ``since`` (clock ticks since boot,
-    the test's start) tells the adopted dead, which are reaped here. Returns the
-    warning as a problem where this process's filters made it an error.
-    """
-    view = _processes.view()
-    ours = set(_exiting_children(item.config)) | _forking.spare_pids(item.config)
-    if ours.issuperset(view.children()):
-        return []  # the common case, found with one read: no child but the plugin's own
-    own_namespace = view.mount_namespace(os.getpid())
-
-    def orphans() -> list[int]:
-        roots = [
-            pid
-            for pid in view.children()
-            if pid not in ours and view.mount_namespace(pid) not in (own_namespace, None)
-        ]
-        return roots + [below for root in roots for below in view.descendants(root)]
-
-    reap_dead = functools.partial(view.reap_orphans, since=since, keep=ours)
-    described = list(view.end(orphans, reap_dead).values())
-    if not described:
-        return []
-    reap_dead()  # what died as its tree was killed
-    problem = _phases.warn_or_fail(item, _child.leftover_warning(described))
-    return [problem] if problem is not None else []
-
-
-def _report_death(attempt: Attempt, what: str, detail: str, started: float) -> None:
+def _report_death(attempt: _isolation.Attempt, what: str, detail: str, started: float) -> None:
     """Fail the phase the child was in; a child that vanished never passes."""
     item, received = attempt.item, attempt.received
     setup = received.get("setup")
@@ -441,9 +290,9 @@ def _report_death(attempt: Attempt, what: str, detail: str, started: float) -> N
         if text
     ]
     now = time.time()
-    attempt.deliver(_make_report(item, phase, "failed", message, sections, started, now))
+    attempt.deliver(_isolation.make_report(item, phase, "failed", message, sections, started, now))
     if phase != "teardown":
-        attempt.deliver(_make_report(item, "teardown", "passed", None, [], now, now))
+        attempt.deliver(_isolation.make_report(item, "teardown", "passed", None, [], now, now))
 
 
 def _describe(status: int | None, detail: str) -> str:
@@ -458,53 +307,3 @@ def _describe(status: int | None, detail: str) -> str:
     if detail.startswith("Traceback"):
         return "process failed inside pytest-mountns"
     return f"process exited with status {status} without reporting"
-
-
-def _make_report(
-    item: pytest.Item,
-    when: str,
-    outcome: str,
-    longrepr: str | None,
-    sections: list[tuple[str, str]],
-    start: float,
-    stop: float,
-) -> pytest.TestReport:
-    return pytest.TestReport(
-        nodeid=item.nodeid,
-        location=item.location,
-        keywords=dict.fromkeys(item.keywords, 1),
-        outcome=outcome,  # type: ignore[arg-type]
-        longrepr=longrepr,
-        when=when,  # type: ignore[arg-type]
-        sections=sections,
-        duration=stop - start,
-        start=start,
-        stop=stop,
-        user_properties=item.user_properties,
-    )
-
-
-def _merge_teardown(
-    child: pytest.TestReport, parent: pytest.TestReport | None
-) -> pytest.TestReport:
-    """One teardown report, as pytest gives, from the child's and the parent's halves."""
-    if parent is None:
-        return child
-    titles = [title for title, _ in child.sections]
-    for title, content in parent.sections:
-        if title.endswith(" teardown") and title in titles:
-            index = titles.index(title)
-            child.sections[index] = (title, child.sections[index][1] + content)
-        elif title.endswith(" teardown"):
-            child.sections.append((title, content))
-    child.duration += parent.duration
-    child.stop = parent.stop
-    if parent.failed:
-        if child.failed:
-            child.sections.append(
-                ("mountns: also failed in pytest's process", str(parent.longrepr))
-            )
-        else:
-            child.outcome = "failed"
-            child.longrepr = parent.longrepr
-    return child

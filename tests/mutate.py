@@ -21,13 +21,13 @@ REPO = Path(__file__).resolve().parents[1]
 # name: (file, text to find, what to put instead)
 MUTATIONS = {
     "--mountns-all ignored": (
-        "pytest_mountns/plugin.py",
-        "item.config.stash[settings_key].isolate_all\n        or ",
+        "pytest_mountns/_policy.py",
+        "_state.of(item.config).settings.isolate_all\n        or ",
         "",
     ),
     "in-process silently forks": (
-        "pytest_mountns/plugin.py",
-        "return _wants_in_process(item, declaration) and _no_inprocess(item.config) is None",
+        "pytest_mountns/_policy.py",
+        "return wants_in_process(item, declared) and state.why_not_in_process() is None",
         "return False",
     ),
     "reports from any process": (
@@ -41,7 +41,7 @@ MUTATIONS = {
         "pass",
     ),
     "no leak check": (
-        "pytest_mountns/plugin.py",
+        "pytest_mountns/_isolating.py",
         "    changes = watch.changes()\n",
         "    changes = None\n",
     ),
@@ -56,9 +56,9 @@ MUTATIONS = {
         "killed = {}",
     ),
     "a spare's targets not checked again": (
-        "pytest_mountns/_runner.py",
-        "_forking.fits(spare, item, nextitem) and spare.isolation.still_valid()",
-        "_forking.fits(spare, item, nextitem)",
+        "pytest_mountns/_forking.py",
+        "_fits(spare, item, nextitem) and spare.isolation.still_valid()",
+        "_fits(spare, item, nextitem)",
     ),
     "a spare's namespace kept after the host's table changed": (
         "pytest_mountns/_forking.py",
@@ -125,6 +125,16 @@ MUTATIONS = {
         "pytest_mountns/_namespace.py",
         "    if plan.hermetic:\n",
         "    if False:\n",
+    ),
+    "hermetic: an overlay's mounts not moved onto it": (
+        "pytest_mountns/_hermetic.py",
+        "visit(child, carried=not mount.overlaid, into=into)",
+        "visit(child, carried=True, into=into)",
+    ),
+    "hermetic: the layout not worked out again after a mount": (
+        "pytest_mountns/_hermetic.py",
+        "        elif self._watch.touched():\n",
+        "        elif False:\n",
     ),
     "auto never enters the session": (
         "pytest_mountns/_session.py",
