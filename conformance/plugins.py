@@ -11,8 +11,8 @@ line, the junitxml report (each test case's outcome, message and properties), th
 tests write in their copy and the plugin's own artefact (benchmark names, the falsifying example
 and the example database, snapshot files, report outcomes). An INTERNALERROR, or a run still
 going after its timeout, is a mismatch too. A difference listed in ``KNOWN`` (and in the
-README's "Works with" table) is shown, not counted; a known one that matches fails the run,
-so that both lists are corrected.
+plugin table of docs/compatibility.md) is shown, not counted; a known one that matches fails the
+run, so that both lists are corrected.
 
     python conformance/plugins.py [--cache DIR] [--timeout S] [--keep DIR] [--ref REF] [NAME ...]
 """
@@ -66,7 +66,7 @@ SUMMARY = re.compile(r"^=*\s*(\d+ [a-z ]+(?:, \d+ [a-z ]+)*) in \d+(?:\.\d+)?s\b
 COUNT = re.compile(r"(\d+) ([a-z]+(?: [a-z]+)?)")
 LINES = 10  # differences shown per mode
 KNOWN = {
-    # (project, mode): why it differs; README's "Works with" says the same
+    # (project, mode): why it differs; docs/compatibility.md says the same
     ("flaky", "fork"): "flaky reruns by patching pytest's call_and_report, which the child "
     "does not use: each test runs once",
     ("flaky", "inprocess"): "flaky reruns by patching pytest's call_and_report, which the "
@@ -300,8 +300,8 @@ def _report(name: str, observed: dict[str, Observation]) -> int:
         differences = _differences(plain, observation)
         known = KNOWN.get((name, mode))
         if known is not None and not differences:
-            status, failed = "FIXED   ", True  # so the README's table says so too
-            differences = [f"matches now; drop it from KNOWN and the README: {known}"]
+            status, failed = "FIXED   ", True  # so docs/compatibility.md says so too
+            differences = [f"matches now; drop it from KNOWN and docs/compatibility.md: {known}"]
         elif known is not None:
             status, failed = "known   ", False
             differences = [f"known: {known}", *differences]

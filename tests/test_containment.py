@@ -266,7 +266,7 @@ def test_next():
         process.wait(timeout=30)
         child = pids_in(pids)[0]
         assert wait_until_gone([child]) == [], "the isolated child outlived pytest"
-        # The test's own `sleep` is orphaned, not killed: no PID namespace (README, limits).
+        # The test's own `sleep` is orphaned, not killed: no PID namespace (docs/limitations.md).
         others = [pid for pid in processes_in(pytester.path) if pid not in pids_in(pids)]
         assert wait_until_gone(others) == [], "a spare outlived pytest"
     finally:

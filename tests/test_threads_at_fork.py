@@ -79,7 +79,7 @@ def test_waits_on_the_worker(executor):
 
 
 def test_in_process_the_same_work_runs(pytester: pytest.Pytester) -> None:
-    """No fork, no missing thread (the worker is outside the namespace: README, Works with)."""
+    """No fork, no missing thread (the worker is outside the namespace: docs/compatibility.md)."""
     pytester.makepyfile(
         EXECUTOR
         + """

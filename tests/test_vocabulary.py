@@ -183,7 +183,7 @@ def test_waits_for_a_host_mount():
     result = run_while_the_host_mounts(pytester.path, ready, late, mounted)
     if sees_it:  # no leak check with slave propagation: the host's mounts are its point
         assert outcomes(result.stdout) == {"passed": 1}, result.stdout + result.stderr
-    else:  # a host mount while a private test runs looks like a leak (README, limits)
+    else:  # a host mount while a private test runs looks like a leak (docs/limitations.md)
         assert outcomes(result.stdout) == {"passed": 1, "errors": 1}, result.stdout
         assert f"  + {late} (tmpfs from none, shared)" in result.stdout
 
