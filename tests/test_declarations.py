@@ -169,3 +169,26 @@ def test_second():
     )
     pytester.runpytest().assert_outcomes(passed=2)
     assert list(data.iterdir()) == []  # it wrote to the tmpfs the marker declared
+
+
+def test_the_fixture_s_errors_show_the_declaration_not_the_plugin_s_code(
+    pytester: pytest.Pytester,
+) -> None:
+    """A bad ``mountns.bind`` fails the test at its own line, with the reason, as
+    ``monkeypatch`` would: the plugin's frames are not the user's business."""
+    pytester.makepyfile(
+        """
+def test_binds_a_missing_file(mountns):
+    mountns.bind("no-such-file", "/etc/hostname")
+"""
+    )
+    result = pytester.runpytest("--tb=long")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            '>*mountns.bind("no-such-file", "/etc/hostname")',
+            "E*DeclarationError: mountns.bind: bind[[]'/etc/hostname'] source '*no-such-file': "
+            "does not exist*",
+        ]
+    )
+    assert "pytest_mountns/" not in result.stdout.str()  # no frame of the plugin's files
