@@ -49,9 +49,9 @@ def why_in_process_forks() -> str:
 
 def writable_file_systems() -> str:
     """What a hermetic test overlays here, counted from the plugin's own rule."""
-    from pytest_mountns import _hermetic
+    from pytest_mountns import _layout
 
-    layout = _hermetic.Watched().layout()
+    layout = _layout.Watched().layout()
     mine = [mount.path for mount in layout.root.walk() if mount.overlaid]
     names = ", ".join(mine)
     return f"{len(mine)} writable file system(s) of {len(layout.points)} mounts: {names}"

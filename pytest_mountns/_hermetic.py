@@ -20,22 +20,13 @@ import contextlib
 import os
 import stat
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
-from . import _linux, _mountinfo
+from . import _layout, _linux, _mountinfo
 from ._linux import MountFlag
 from ._plan import is_within
 
-PASS_THROUGH = frozenset(
-    {
-        "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs",
-        "tracefs", "pstore", "bpf", "mqueue", "hugetlbfs", "configfs", "fusectl",
-        "binfmt_misc", "autofs", "efivarfs", "nsfs", "rpc_pipefs", "selinuxfs",
-    }
-)  # fmt: skip
-"""File systems that are not files: bound as they are, never overlaid."""
-PASS_THROUGH_BELOW = ("/proc", "/sys")
 STAGING_PLACES = ("/tmp", "/var/tmp", "/mnt", "/dev")
 """Where the staging tmpfs is mounted for a moment: any directory will do, as every
 mount is held by a descriptor before, and the old tree is dropped after."""
@@ -104,7 +95,9 @@ class Cover:
 
 
 def cover(
-    through: tuple[str, ...] = (), readonly_instead: bool = False, layout: Layout | None = None
+    through: tuple[str, ...] = (),
+    readonly_instead: bool = False,
+    layout: _layout.Layout | None = None,
 ) -> Cover:
     """Put every writable real file system behind an overlay, in this mount namespace.
 
@@ -114,9 +107,9 @@ def cover(
     what belongs to ids it does not map (root's directories, EOVERFLOW at the
     first write), each is made read-only where it is instead, never left
     writable, and only the places a user writes to (``user_places``) get an
-    overlay of their own. ``layout``: this namespace's, if known (``Watched``).
+    overlay of their own. ``layout``: this namespace's, if known (``_layout.Watched``).
     """
-    layout = layout or _work_out(_mountinfo.read())
+    layout = layout or _layout.work_out(_mountinfo.read())
     if readonly_instead:
         return _in_place(layout, through)
     return _new_root(layout, through)
@@ -128,7 +121,7 @@ def user_places() -> list[str]:
     return [*places, os.getcwd()]
 
 
-def _in_place(layout: Layout, through: tuple[str, ...]) -> Cover:
+def _in_place(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
     """In a user namespace: the file systems read-only where they are, an overlay on each
     place the user may write to, where it has no mount below; ``through`` bound back.
 
@@ -188,7 +181,7 @@ def _overlay_here(place: str, lower: int, mode: int) -> Layer:
     return Layer(place, staging, "upper", lower)
 
 
-def _new_root(layout: Layout, through: tuple[str, ...]) -> Cover:
+def _new_root(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
     """A new root on a staging tmpfs, moved over ``/``, then ``chroot`` into it.
 
     The new root is a fresh mount of the real one: an overlay, or a bind if it
@@ -260,127 +253,6 @@ def _hold(paths: Iterable[str]) -> dict[str, int]:
             os.close(fd)
         raise
     return held
-
-
-@dataclass(frozen=True)
-class Reachable:
-    """A mount the test can reach by its path, and the reachable ones on it."""
-
-    path: str
-    overlaid: bool
-    children: tuple[Reachable, ...]
-
-    def walk(self) -> Iterator[Reachable]:
-        """This mount and every one on it, parents first."""
-        yield self
-        for child in self.children:
-            yield from child.walk()
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The mount table as the cover needs it, and what it does with it."""
-
-    root: Reachable
-    points: tuple[str, ...]
-    """Every mount point, hidden ones too."""
-    steps: tuple[tuple[str, bool], ...]
-    """The new root's making, as ``(path, overlaid)``: the root first, a fresh mount; then each
-    mount that must be moved onto its new parent, and each overlay, parents first."""
-    last: tuple[tuple[str, bool], ...]
-    """The same for ``/proc`` and what is on it, last: every descriptor is named through it."""
-
-
-def _steps(root: Reachable) -> tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]]:
-    def visit(mount: Reachable, carried: bool, into: list[tuple[str, bool]]) -> None:
-        if mount.overlaid or not carried:
-            into.append((mount.path, mount.overlaid))
-        for child in mount.children:  # an overlay hides what is on its lower layer: moved
-            visit(child, carried=not mount.overlaid, into=into)
-
-    steps: list[tuple[str, bool]] = [("/", root.overlaid)]
-    last: list[tuple[str, bool]] = []
-    for child in root.children:  # the root is a fresh mount: all on it is moved
-        visit(child, carried=False, into=last if is_within("/proc", child.path) else steps)
-    return tuple(steps), tuple(last)
-
-
-class Watched:
-    """The layout of one namespace's mounts, worked out again only when it changed.
-
-    pytest's process asks as it prepares each hermetic test, whose namespace
-    will be a copy of its own; a ``poll`` says whether a mount or unmount
-    happened since, which costs far less than reading and working out the table.
-    """
-
-    def __init__(self) -> None:
-        self._namespace = -1
-        self._watch: _mountinfo.Watch | None = None
-        self._layout: Layout | None = None
-
-    def layout(self) -> Layout:
-        """The calling thread's namespace's layout (another namespace: a new watch)."""
-        namespace = _linux.mount_namespace_id()
-        if self._watch is None or namespace != self._namespace:
-            self._namespace, self._watch, self._layout = namespace, _mountinfo.Watch(), None
-        elif self._watch.touched():
-            self._layout = None
-        if self._layout is None:
-            self._layout = _work_out(_mountinfo.read())
-        return self._layout
-
-
-def _work_out(entries: list[_mountinfo.MountEntry]) -> Layout:
-    """Which mounts are reachable, and on which: a mount hidden below another at the same
-    place (or below a mount over one of its parents) is not reached by its path, and the
-    mount its descriptor is on, read back from ``fdinfo``, tells which one is."""
-    by_id = {entry.mount_id: entry for entry in entries}
-    reachable: list[tuple[str, bool]] = []
-    for path in sorted({entry.mountpoint for entry in entries}, key=_depth):
-        try:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # a mount may be a file's
-        except OSError:
-            continue
-        try:
-            top = by_id.get(_mount_id(fd))
-        finally:
-            os.close(fd)
-        if top is not None and top.mountpoint == path:
-            reachable.append((path, _overlaid(path, top)))
-    root = _tree(reachable)
-    return Layout(root, tuple(entry.mountpoint for entry in entries), *_steps(root))
-
-
-def _tree(reachable: list[tuple[str, bool]]) -> Reachable:
-    """Each reachable mount below the nearest reachable one that contains its path."""
-    children: dict[str, list[str]] = {path: [] for path, _ in reachable}
-    overlaid = dict(reachable)
-    for path, _ in reachable[1:]:
-        parent = max((p for p in children if p != path and is_within(path, p)), key=len)
-        children[parent].append(path)
-
-    def build(path: str) -> Reachable:
-        return Reachable(path, overlaid[path], tuple(build(child) for child in children[path]))
-
-    return build("/")
-
-
-def _depth(path: str) -> tuple[bool, int, str]:
-    return (path != "/", path.count("/"), path)
-
-
-def _overlaid(path: str, entry: _mountinfo.MountEntry) -> bool:
-    if entry.fstype in PASS_THROUGH or "ro" in entry.options[:1]:
-        return False
-    return not any(is_within(path, top) for top in PASS_THROUGH_BELOW)
-
-
-def _mount_id(fd: int) -> int:
-    with open(f"/proc/self/fdinfo/{fd}") as info:
-        for line in info:
-            if line.startswith("mnt_id:"):
-                return int(line.split()[1])
-    return -1
 
 
 def _open(path: str) -> int:

@@ -20,10 +20,10 @@ import pytest
 from . import (
     _adapters,
     _audit,
-    _hermetic,
     _inprocess,
     _internals,
     _isolation,
+    _layout,
     _mountinfo,
     _namespace,
     _output,
@@ -207,7 +207,7 @@ def _unshare(availability: _probe.Availability, plan: MountPlan) -> None:
 def _enter(
     item: pytest.Item,
     plan: MountPlan,
-    layout: _hermetic.Layout | None,
+    layout: _layout.Layout | None,
     availability: _probe.Availability,
     audit: str,
 ) -> None:
@@ -221,7 +221,7 @@ def _enter(
 def _enter_thread(
     item: pytest.Item,
     plan: MountPlan,
-    layout: _hermetic.Layout | None,
+    layout: _layout.Layout | None,
     availability: _probe.Availability,
     audit: str,
     origins: list[_thread_namespace.Origin],

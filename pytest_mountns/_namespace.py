@@ -14,7 +14,7 @@ import os
 import stat
 from collections.abc import Iterator
 
-from . import _hermetic, _linux
+from . import _hermetic, _layout, _linux
 from ._linux import CloneFlag, MountFlag
 from ._plan import MountPlan, is_within
 from ._spec import Mount, TmpfsOptions
@@ -65,7 +65,7 @@ def mount_tmpfs(target: str, options: TmpfsOptions) -> None:
 
 
 def apply(
-    plan: MountPlan, only_own_ids: bool = False, layout: _hermetic.Layout | None = None
+    plan: MountPlan, only_own_ids: bool = False, layout: _layout.Layout | None = None
 ) -> _hermetic.Cover | None:
     """Mount the plan, parents first, make what it needs, then bind back what it must not hide.
 
@@ -78,7 +78,7 @@ def apply(
     otherwise hide the directory ``tmp_path`` lives in. A hermetic plan covers
     the file systems first (``_hermetic``), and the declared mounts go on top;
     in a user namespace (``only_own_ids``) they turn read-only instead. ``layout``: the
-    mounts as the cover needs them, if known before (``_hermetic.Watched``).
+    mounts as the cover needs them, if known before (``_layout.Watched``).
     """
     cwd = os.getcwd()
     cover = None

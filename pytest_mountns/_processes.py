@@ -30,7 +30,7 @@ def fork() -> int:
 
     The warning comes once per fork, from pytest's machinery rather than the test,
     and ``-W error`` cannot catch it; the plugin says once per session which threads
-    there are and what follows (``_runner.threads_at_fork``). Before 3.12 there is no
+    there are and what follows (``_runner._threads_at_fork``). Before 3.12 there is no
     such warning, and no filters to copy and restore at every fork.
     """
     if sys.version_info < (3, 12):

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from . import _hermetic, _mountinfo, _probe, _session
+from . import _layout, _mountinfo, _probe, _session
 from ._settings import Settings
 
 PLUGIN_NAME = "mountns-state"
@@ -27,7 +27,7 @@ class SessionState:
         """Whether a test runs in its namespace in this process now (its fixtures may mount)."""
         self.forked_instead = 0
         """Tests that asked for in-process isolation and forked."""
-        self.hermetic_layout = _hermetic.Watched()
+        self.hermetic_layout = _layout.Watched()
         self._availability: _probe.Availability | None = None
         self._mount_watch: _mountinfo.Watch | None = None
         self._no_inprocess: tuple[str | None] | None = None

@@ -127,12 +127,12 @@ MUTATIONS = {
         "    if False:\n",
     ),
     "hermetic: an overlay's mounts not moved onto it": (
-        "pytest_mountns/_hermetic.py",
+        "pytest_mountns/_layout.py",
         "visit(child, carried=not mount.overlaid, into=into)",
         "visit(child, carried=True, into=into)",
     ),
     "hermetic: the layout not worked out again after a mount": (
-        "pytest_mountns/_hermetic.py",
+        "pytest_mountns/_layout.py",
         "        elif self._watch.touched():\n",
         "        elif False:\n",
     ),

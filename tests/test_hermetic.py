@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_mountns import _hermetic, _linux, _mountinfo, _namespace
+from pytest_mountns import _hermetic, _layout, _linux, _mountinfo, _namespace
 from pytest_mountns._linux import MountFlag
 from pytest_mountns._plan import is_within
 from tests._helpers import answer_of_a_child
@@ -122,7 +122,7 @@ def test_submounts_stay_reachable_and_behave() -> None:
     kinds = result["kinds"]
     assert kinds["/proc"] == "proc" and kinds["/dev"] == "devtmpfs" and kinds["/sys"] == "sysfs"
     assert kinds["/dev/shm"] == "overlay" and kinds["/"] == "overlay"
-    passed_through = {e.mountpoint for e in _mountinfo.read() if e.fstype in _hermetic.PASS_THROUGH}
+    passed_through = {e.mountpoint for e in _mountinfo.read() if e.fstype in _layout.PASS_THROUGH}
     assert passed_through <= set(kinds), passed_through - set(kinds)  # /sys/fs/cgroup, /dev/pts
 
 
@@ -191,7 +191,7 @@ def test_the_layout_known_beforehand_follows_the_mount_table(tmp_path: Path) -> 
 
     def follow() -> str:
         _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
-        watched = _hermetic.Watched()
+        watched = _layout.Watched()
         first = watched.layout()
         unchanged = watched.layout() is first
         _linux.mount("tmpfs", str(tmp_path), "tmpfs")

@@ -1,0 +1,146 @@
+"""The mount table as a hermetic test's cover needs it: which mounts a test can reach,
+which of them are writable real file systems, and the steps that build the new root.
+
+Worked out in pytest's namespace, of which each test's is a copy, and again
+only when its table changed (``Watched``). Standard library only.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from . import _linux, _mountinfo
+from ._plan import is_within
+
+PASS_THROUGH = frozenset(
+    {
+        "proc", "sysfs", "devtmpfs", "devpts", "cgroup", "cgroup2", "securityfs", "debugfs",
+        "tracefs", "pstore", "bpf", "mqueue", "hugetlbfs", "configfs", "fusectl",
+        "binfmt_misc", "autofs", "efivarfs", "nsfs", "rpc_pipefs", "selinuxfs",
+    }
+)  # fmt: skip
+"""File systems that are not files: they stay as they are, never overlaid."""
+PASS_THROUGH_BELOW = ("/proc", "/sys")
+
+
+@dataclass(frozen=True)
+class Reachable:
+    """A mount the test can reach by its path, and the reachable ones on it."""
+
+    path: str
+    overlaid: bool
+    children: tuple[Reachable, ...]
+
+    def walk(self) -> Iterator[Reachable]:
+        """This mount and every one on it, parents first."""
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The mount table as the cover needs it, and what it does with it."""
+
+    root: Reachable
+    points: tuple[str, ...]
+    """Every mount point, hidden ones too."""
+    steps: tuple[tuple[str, bool], ...]
+    """The new root's making, as ``(path, overlaid)``: the root first, a fresh mount; then each
+    mount that must be moved onto its new parent, and each overlay, parents first."""
+    last: tuple[tuple[str, bool], ...]
+    """The same for ``/proc`` and what is on it, last: every descriptor is named through it."""
+
+
+def _steps(root: Reachable) -> tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]]:
+    def visit(mount: Reachable, carried: bool, into: list[tuple[str, bool]]) -> None:
+        if mount.overlaid or not carried:
+            into.append((mount.path, mount.overlaid))
+        for child in mount.children:  # an overlay hides what is on its lower layer: moved
+            visit(child, carried=not mount.overlaid, into=into)
+
+    steps: list[tuple[str, bool]] = [("/", root.overlaid)]
+    last: list[tuple[str, bool]] = []
+    for child in root.children:  # the root is a fresh mount: all on it is moved
+        visit(child, carried=False, into=last if is_within("/proc", child.path) else steps)
+    return tuple(steps), tuple(last)
+
+
+class Watched:
+    """The layout of one namespace's mounts, worked out again only when it changed.
+
+    pytest's process asks as it prepares each hermetic test, whose namespace
+    will be a copy of its own; a ``poll`` says whether a mount or unmount
+    happened since, which costs far less than reading and working out the table.
+    """
+
+    def __init__(self) -> None:
+        self._namespace = -1
+        self._watch: _mountinfo.Watch | None = None
+        self._layout: Layout | None = None
+
+    def layout(self) -> Layout:
+        """The calling thread's namespace's layout (another namespace: a new watch)."""
+        namespace = _linux.mount_namespace_id()
+        if self._watch is None or namespace != self._namespace:
+            self._namespace, self._watch, self._layout = namespace, _mountinfo.Watch(), None
+        elif self._watch.touched():
+            self._layout = None
+        if self._layout is None:
+            self._layout = work_out(_mountinfo.read())
+        return self._layout
+
+
+def work_out(entries: list[_mountinfo.MountEntry]) -> Layout:
+    """Which mounts are reachable, and on which: a mount hidden below another at the same
+    place (or below a mount over one of its parents) is not reached by its path, and the
+    mount its descriptor is on, read back from ``fdinfo``, tells which one is."""
+    by_id = {entry.mount_id: entry for entry in entries}
+    reachable: list[tuple[str, bool]] = []
+    for path in sorted({entry.mountpoint for entry in entries}, key=_depth):
+        try:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # a mount may be a file's
+        except OSError:
+            continue
+        try:
+            top = by_id.get(_mount_id(fd))
+        finally:
+            os.close(fd)
+        if top is not None and top.mountpoint == path:
+            reachable.append((path, _overlaid(path, top)))
+    root = _tree(reachable)
+    return Layout(root, tuple(entry.mountpoint for entry in entries), *_steps(root))
+
+
+def _tree(reachable: list[tuple[str, bool]]) -> Reachable:
+    """Each reachable mount below the nearest reachable one that contains its path."""
+    children: dict[str, list[str]] = {path: [] for path, _ in reachable}
+    overlaid = dict(reachable)
+    for path, _ in reachable[1:]:
+        parent = max((p for p in children if p != path and is_within(path, p)), key=len)
+        children[parent].append(path)
+
+    def build(path: str) -> Reachable:
+        return Reachable(path, overlaid[path], tuple(build(child) for child in children[path]))
+
+    return build("/")
+
+
+def _depth(path: str) -> tuple[bool, int, str]:
+    return (path != "/", path.count("/"), path)
+
+
+def _overlaid(path: str, entry: _mountinfo.MountEntry) -> bool:
+    if entry.fstype in PASS_THROUGH or "ro" in entry.options[:1]:
+        return False
+    return not any(is_within(path, top) for top in PASS_THROUGH_BELOW)
+
+
+def _mount_id(fd: int) -> int:
+    with open(f"/proc/self/fdinfo/{fd}") as info:
+        for line in info:
+            if line.startswith("mnt_id:"):
+                return int(line.split()[1])
+    return -1
