@@ -16,7 +16,6 @@ thread in its test's namespace). Standard library only.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import stat
 import tempfile
@@ -26,10 +25,6 @@ from dataclasses import dataclass
 from . import _layout, _linux, _mountinfo
 from ._linux import MountFlag
 from ._plan import is_within
-
-STAGING_PLACES = ("/tmp", "/var/tmp", "/mnt", "/dev")
-"""Where the staging tmpfs is mounted for a moment: any directory will do, as every
-mount is held by a descriptor before, and the old tree is dropped after."""
 
 
 @dataclass(frozen=True)
@@ -190,14 +185,14 @@ def _new_root(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
     on that are moved onto the overlay in turn (``Layout.steps``). Moving costs
     less than binding; the old tree stays below the new root, out of reach,
     and goes with the namespace, which costs less than detaching it now.
+    The working directory is left at the new root: the caller steps back in.
     """
     held = _hold((path for path, _ in (*layout.steps, *layout.last)))
     kept = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in through]
-    cwd = os.getcwd()
     layers: list[Layer] = []
     staging = -1
     try:
-        staging_place = next(p for p in STAGING_PLACES if os.path.isdir(p))
+        staging_place = layout.staging
         _linux.mount("tmpfs", staging_place, "tmpfs", MountFlag.NOSUID | MountFlag.NODEV,
                      "mode=0700")  # fmt: skip
         staging = _open(staging_place)
@@ -220,8 +215,6 @@ def _new_root(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
         owned = {fd for layer in layers for fd in (layer.lower, layer.staging)}
         for fd in {*held.values(), *(fd for _, fd in kept), staging} - owned - {-1}:
             os.close(fd)
-    with contextlib.suppress(OSError):
-        os.chdir(cwd)
     return Cover(tuple(layers))
 
 

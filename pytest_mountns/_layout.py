@@ -11,7 +11,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from . import _linux, _mountinfo
+from . import _mountinfo
 from ._plan import is_within
 
 PASS_THROUGH = frozenset(
@@ -23,6 +23,10 @@ PASS_THROUGH = frozenset(
 )  # fmt: skip
 """File systems that are not files: they stay as they are, never overlaid."""
 PASS_THROUGH_BELOW = ("/proc", "/sys")
+STAGING_PLACES = ("/tmp", "/var/tmp", "/mnt", "/dev")
+"""Where the staging tmpfs of the upper layers is mounted: the first that is a directory.
+Any will do, as every mount the cover moves is held by a descriptor before; the
+audit looks below through a copy of each real mount (``_linux.clone_mount``)."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class Layout:
     mount that must be moved onto its new parent, and each overlay, parents first."""
     last: tuple[tuple[str, bool], ...]
     """The same for ``/proc`` and what is on it, last: every descriptor is named through it."""
+    staging: str
+    """Where the staging tmpfs goes (``STAGING_PLACES``)."""
 
 
 def _steps(root: Reachable) -> tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]]:
@@ -74,18 +80,18 @@ class Watched:
     pytest's process asks as it prepares each hermetic test, whose namespace
     will be a copy of its own; a ``poll`` says whether a mount or unmount
     happened since, which costs far less than reading and working out the table.
+    The watch is opened at the first call, in the namespace every later call is
+    made in: pytest's (the session's state, which holds this, is made at
+    configure, once the session's user namespace, if any, is entered).
     """
 
     def __init__(self) -> None:
-        self._namespace = -1
         self._watch: _mountinfo.Watch | None = None
         self._layout: Layout | None = None
 
     def layout(self) -> Layout:
-        """The calling thread's namespace's layout (another namespace: a new watch)."""
-        namespace = _linux.mount_namespace_id()
-        if self._watch is None or namespace != self._namespace:
-            self._namespace, self._watch, self._layout = namespace, _mountinfo.Watch(), None
+        if self._watch is None:
+            self._watch = _mountinfo.Watch()
         elif self._watch.touched():
             self._layout = None
         if self._layout is None:
@@ -111,7 +117,9 @@ def work_out(entries: list[_mountinfo.MountEntry]) -> Layout:
         if top is not None and top.mountpoint == path:
             reachable.append((path, _overlaid(path, top)))
     root = _tree(reachable)
-    return Layout(root, tuple(entry.mountpoint for entry in entries), *_steps(root))
+    points = tuple(entry.mountpoint for entry in entries)
+    staging = next(place for place in STAGING_PLACES if os.path.isdir(place))
+    return Layout(root, points, *_steps(root), staging)
 
 
 def _tree(reachable: list[tuple[str, bool]]) -> Reachable:
