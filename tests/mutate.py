@@ -136,6 +136,11 @@ MUTATIONS = {
         "        elif self._watch.touched():\n",
         "        elif False:\n",
     ),
+    "hermetic: the new root chrooted into, not moved over /": (
+        "pytest_mountns/_hermetic.py",
+        '        _linux.mount(".", "/", None, MountFlag.MOVE)\n',
+        "",
+    ),
     "auto never enters the session": (
         "pytest_mountns/_session.py",
         '(userns == "auto" and mode == "inprocess")',

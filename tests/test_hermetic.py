@@ -432,3 +432,36 @@ def test_bad_hermetic_values_are_usage_errors(pytester: pytest.Pytester) -> None
     result.stderr.fnmatch_lines(
         ["*ini mountns_hermetic='always': must be one of off, on, report, strict"]
     )
+
+
+@pytest.mark.parametrize("mode", ["fork", "inprocess"])
+def test_a_hermetic_test_may_make_namespaces_and_roots_of_its_own(
+    pytester: pytest.Pytester, mode: str
+) -> None:
+    """Tools that sandbox (bubblewrap, podman, a nested pytest-mountns) work inside:
+    the cover's root is on top of the namespace's, so the kernel sees no chroot
+    and lets the test create a user namespace, and ``pivot_root`` there."""
+    pytester.makepyfile(
+        """
+import os, subprocess, pytest
+
+def run(*command):
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+@pytest.mark.mountns(hermetic=True)
+def test_sandboxes_inside():
+    assert run("unshare", "--user", "--map-root-user", "id", "-u").strip() == "0"
+    script = (
+        "mkdir -p /tmp/new-root && mount -t tmpfs none /tmp/new-root && "
+        "mkdir /tmp/new-root/old && cd /tmp/new-root && pivot_root . old && echo pivoted"
+    )
+    assert run("unshare", "--mount", "sh", "-c", script).strip() == "pivoted"
+    print("RAN IN", os.getpid())
+"""
+    )
+    result = pytester.runpytest("-rP", f"--mountns-mode={mode}")
+    result.assert_outcomes(passed=1)
+    [line] = [line for line in result.outlines if line.startswith("RAN IN")]
+    assert (line == f"RAN IN {os.getpid()}") == (mode == "inprocess")
