@@ -32,14 +32,17 @@ from ._spec import TmpfsOptions
 
 MARKER_HELP = (
     "mountns(*tmpfs_targets, tmpfs=None, bind=None, ro_bind=None, readonly=None, hide=None, "
-    "overlay=None, propagation='private', timeout=None, fork=None): run the test in a private "
-    "Linux mount namespace, in a forked child (fork=False: in pytest's own thread). Each "
+    "overlay=None, propagation='private', timeout=None, fork=None, hermetic=None): run the test "
+    "in a private Linux mount namespace, in a forked child (fork=False: in pytest's own thread). "
+    "Each "
     "positional path and tmpfs= entry gets a fresh tmpfs (tmpfs= may map path -> options: "
     "'size=16m,mode=0700,ro' or {'size': '16m'}; size, nr_inodes, mode, uid, gid, ro, "
     "noexec). bind= and ro_bind= map target -> source "
     "(relative to the test file). readonly= makes paths read-only, hide= makes them empty, "
     "overlay= makes writes to them vanish. propagation='slave' lets the host's new mounts in. "
-    "timeout= fails and kills a test that runs longer (seconds). Closest marker wins."
+    "timeout= fails and kills a test that runs longer (seconds). hermetic=True puts every "
+    "writable file system behind a throwaway overlay (--mountns-hermetic: every isolated test). "
+    "Closest marker wins."
 )
 
 setup_error_key = pytest.StashKey[BaseException]()

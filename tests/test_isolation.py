@@ -286,7 +286,7 @@ def test_markers_help_and_report_header(pytester: pytest.Pytester) -> None:
     signature = (
         "@pytest.mark.mountns(*tmpfs_targets, tmpfs=None, bind=None, ro_bind=None, "
         "readonly=None, hide=None, overlay=None, propagation='private', timeout=None, "
-        "fork=None): *"
+        "fork=None, hermetic=None): *"
     )
     result.stdout.fnmatch_lines([signature])
     pytester.makepyfile("def test_x(): pass")
