@@ -4,7 +4,8 @@ In the test's namespace, already cut off from the host, a new root is
 assembled on a staging tmpfs: an overlay of the real root (the real one below,
 a directory of the staging tmpfs above), and onto it the mounts of the old one,
 moved, each with what is mounted on it; a writable real file system among them
-gets an overlay of its own in its place. Proc, sysfs, devtmpfs, cgroup and
+gets an overlay of its own in its place, and a writable file mounted on its
+own (Docker's ``/etc/hosts``) a copy. Proc, sysfs, devtmpfs, cgroup and
 read-only mounts stay as they are. The new root is moved over ``/``, and the
 thread's root set to it. The test reads the real files; what it writes,
 creates, renames or deletes lands in the upper layers, which vanish with the
@@ -66,6 +67,10 @@ class Cover:
         found: list[Write] = []
         for layer in self.layers:
             top = f"/proc/self/fd/{layer.staging}/{layer.upper}"
+            if not stat.S_ISDIR(os.stat(top).st_mode):  # a file's copy (``_copy_file``)
+                if _differs(top, f"/proc/self/fd/{layer.lower}"):
+                    found.append(Write(layer.mountpoint, "modified"))
+                continue
             below = -1  # the real tree as the overlay sees it: the staging tmpfs may be on it
             try:
                 for directory, dirs, files, fd in os.fwalk(top, follow_symlinks=False):
@@ -198,13 +203,13 @@ def _new_root(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
         staging = _open(staging_place)
         new_root = os.path.join(staging_place, "root")
         os.mkdir(new_root, 0o755)
-        for path, overlay in layout.steps:
-            _place(path, overlay, new_root, held[path], staging, layers)
+        for path, how in layout.steps:
+            _place(path, how, new_root, held[path], staging, layers)
         for path, fd in kept:
             target = new_root + path
             _linux.mount(f"/proc/self/fd/{fd}", target, None, MountFlag.BIND | MountFlag.REC)
-        for path, overlay in layout.last:
-            _place(path, overlay, new_root, held[path], staging, layers)
+        for path, how in layout.last:
+            _place(path, how, new_root, held[path], staging, layers)
         os.chdir(new_root)
         _linux.mount(".", "/", None, MountFlag.MOVE)
         os.chroot(".")
@@ -218,22 +223,38 @@ def _new_root(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
     return Cover(tuple(layers))
 
 
-def _place(
-    path: str, overlay: bool, new_root: str, fd: int, staging: int, layers: list[Layer]
-) -> None:
-    """One step: an overlay of the mount held by ``fd`` at ``path`` below ``new_root`` (it
-    takes ``fd`` as its lower layer), or the mount moved there (the root: bound there)."""
+def _place(path: str, how: str, new_root: str, fd: int, staging: int, layers: list[Layer]) -> None:
+    """One step (``Layout.steps``) for the mount held by ``fd``, at ``path`` below
+    ``new_root``; an overlay or a copy takes ``fd`` as what it covers."""
     target = new_root if path == "/" else new_root + path
-    if overlay:
+    if how == "overlay":
         upper, work = f"upper{len(layers)}", f"work{len(layers)}"
         os.mkdir(upper, 0o755, dir_fd=staging)
         os.mkdir(work, 0o755, dir_fd=staging)
         base = f"/proc/self/fd/{staging}/"
         _linux.mount_overlay(target, f"/proc/self/fd/{fd}", f"{base}{upper}", f"{base}{work}")
         layers.append(Layer(path, staging, upper, fd))
+    elif how == "copy":
+        copy = f"file{len(layers)}"
+        _copy_file(fd, staging, copy)
+        _linux.mount(f"/proc/self/fd/{staging}/{copy}", target, None, MountFlag.BIND)
+        layers.append(Layer(path, staging, copy, fd))
     else:
-        flags = MountFlag.BIND if path == "/" else MountFlag.MOVE
+        flags = MountFlag.BIND if how == "bind" else MountFlag.MOVE
         _linux.mount(f"/proc/self/fd/{fd}", target, None, flags)
+
+
+def _copy_file(real: int, staging: int, name: str) -> None:
+    """A file mounted on its own cannot be overlaid: a copy in the staging tmpfs stands in,
+    with the real one's content, mode and owner."""
+    info = os.fstat(real)
+    with open(f"/proc/self/fd/{real}", "rb") as source:
+        content = source.read()
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600, dir_fd=staging)
+    with open(fd, "wb") as copy:
+        copy.write(content)
+        os.fchown(fd, info.st_uid, info.st_gid)
+        os.fchmod(fd, stat.S_IMODE(info.st_mode))
 
 
 def _hold(paths: Iterable[str]) -> dict[str, int]:
@@ -258,6 +279,14 @@ def _exists_below(lower: int, path: str) -> bool:
     except OSError:
         return False
     return True
+
+
+def _differs(copy: str, real: str) -> bool:
+    ours, theirs = os.stat(copy), os.stat(real)
+    if (ours.st_mode, ours.st_uid, ours.st_gid) != (theirs.st_mode, theirs.st_uid, theirs.st_gid):
+        return True
+    with open(copy, "rb") as one, open(real, "rb") as other:
+        return one.read() != other.read()
 
 
 def _change(info: os.stat_result, below: bool) -> str | None:

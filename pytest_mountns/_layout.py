@@ -8,6 +8,7 @@ only when its table changed (``Watched``). Standard library only.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,6 +36,9 @@ class Reachable:
 
     path: str
     overlaid: bool
+    """A writable real file system (or a writable file mounted on its own)."""
+    form: str
+    """What is mounted there: ``directory``, ``file`` (a regular one) or ``other``."""
     children: tuple[Reachable, ...]
 
     def walk(self) -> Iterator[Reachable]:
@@ -51,24 +55,28 @@ class Layout:
     root: Reachable
     points: tuple[str, ...]
     """Every mount point, hidden ones too."""
-    steps: tuple[tuple[str, bool], ...]
-    """The new root's making, as ``(path, overlaid)``: the root first, a fresh mount; then each
-    mount that must be moved onto its new parent, and each overlay, parents first."""
-    last: tuple[tuple[str, bool], ...]
+    steps: tuple[tuple[str, str], ...]
+    """The new root's making, as ``(path, how)``, parents first: the root first, a fresh
+    ``overlay`` or ``bind``; then each mount ``move``d onto its new parent, each ``overlay``,
+    and each writable file mounted on its own (Docker's ``/etc/hosts``), ``copy``."""
+    last: tuple[tuple[str, str], ...]
     """The same for ``/proc`` and what is on it, last: every descriptor is named through it."""
     staging: str
     """Where the staging tmpfs goes (``STAGING_PLACES``)."""
 
 
-def _steps(root: Reachable) -> tuple[tuple[tuple[str, bool], ...], tuple[tuple[str, bool], ...]]:
-    def visit(mount: Reachable, carried: bool, into: list[tuple[str, bool]]) -> None:
-        if mount.overlaid or not carried:
-            into.append((mount.path, mount.overlaid))
+def _steps(root: Reachable) -> tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]]:
+    def visit(mount: Reachable, carried: bool, into: list[tuple[str, str]]) -> None:
+        covered = mount.overlaid and mount.form != "other"  # a socket, say: passed through
+        if covered:
+            into.append((mount.path, "overlay" if mount.form == "directory" else "copy"))
+        elif not carried:
+            into.append((mount.path, "move"))
         for child in mount.children:  # an overlay hides what is on its lower layer: moved
-            visit(child, carried=not mount.overlaid, into=into)
+            visit(child, carried=not covered, into=into)
 
-    steps: list[tuple[str, bool]] = [("/", root.overlaid)]
-    last: list[tuple[str, bool]] = []
+    steps: list[tuple[str, str]] = [("/", "overlay" if root.overlaid else "bind")]
+    last: list[tuple[str, str]] = []
     for child in root.children:  # the root is a fresh mount: all on it is moved
         visit(child, carried=False, into=last if is_within("/proc", child.path) else steps)
     return tuple(steps), tuple(last)
@@ -104,7 +112,7 @@ def work_out(entries: list[_mountinfo.MountEntry]) -> Layout:
     place (or below a mount over one of its parents) is not reached by its path, and the
     mount its descriptor is on, read back from ``fdinfo``, tells which one is."""
     by_id = {entry.mount_id: entry for entry in entries}
-    reachable: list[tuple[str, bool]] = []
+    reachable: list[tuple[str, bool, str]] = []
     for path in sorted({entry.mountpoint for entry in entries}, key=_depth):
         try:
             fd = os.open(path, os.O_PATH | os.O_CLOEXEC)  # a mount may be a file's
@@ -112,28 +120,36 @@ def work_out(entries: list[_mountinfo.MountEntry]) -> Layout:
             continue
         try:
             top = by_id.get(_mount_id(fd))
+            form = _form(os.fstat(fd).st_mode)
         finally:
             os.close(fd)
         if top is not None and top.mountpoint == path:
-            reachable.append((path, _overlaid(path, top)))
+            reachable.append((path, _overlaid(path, top), form))
     root = _tree(reachable)
     points = tuple(entry.mountpoint for entry in entries)
     staging = next(place for place in STAGING_PLACES if os.path.isdir(place))
     return Layout(root, points, *_steps(root), staging)
 
 
-def _tree(reachable: list[tuple[str, bool]]) -> Reachable:
+def _tree(reachable: list[tuple[str, bool, str]]) -> Reachable:
     """Each reachable mount below the nearest reachable one that contains its path."""
-    children: dict[str, list[str]] = {path: [] for path, _ in reachable}
-    overlaid = dict(reachable)
-    for path, _ in reachable[1:]:
+    children: dict[str, list[str]] = {path: [] for path, _, _ in reachable}
+    found = {path: (overlaid, form) for path, overlaid, form in reachable}
+    for path, _, _ in reachable[1:]:
         parent = max((p for p in children if p != path and is_within(path, p)), key=len)
         children[parent].append(path)
 
     def build(path: str) -> Reachable:
-        return Reachable(path, overlaid[path], tuple(build(child) for child in children[path]))
+        below = tuple(build(child) for child in children[path])
+        return Reachable(path, *found[path], below)
 
     return build("/")
+
+
+def _form(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "directory"
+    return "file" if stat.S_ISREG(mode) else "other"
 
 
 def _depth(path: str) -> tuple[bool, int, str]:

@@ -185,6 +185,52 @@ def test_a_tree_of_mounts_keeps_its_shape_under_the_cover(tmp_path: Path) -> Non
     )
 
 
+def test_files_mounted_on_their_own_are_covered_by_a_copy(tmp_path: Path) -> None:
+    """Docker mounts /etc/hosts, /etc/resolv.conf and /etc/hostname each on its own; an
+    overlay takes directories only. A writable one is covered by a copy (same content,
+    mode, owner), a read-only one stays read-only, a socket (docker.sock) still answers."""
+    import socket
+
+    real, read_only, hosts = tmp_path / "real", tmp_path / "read-only", tmp_path / "hosts"
+    resolv, sock_path, sock_mount = tmp_path / "resolv", tmp_path / "sock", tmp_path / "docker.sock"
+    real.write_text("127.0.0.1 real\n")
+    real.chmod(0o640)
+    read_only.write_text("nameserver 10.0.0.1\n")
+    for target in (hosts, resolv, sock_mount):
+        target.write_text("underneath")
+
+    def covered() -> str:
+        _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
+        server = socket.socket(socket.AF_UNIX)
+        server.bind(str(sock_path))
+        server.listen()
+        _linux.mount(str(real), str(hosts), None, MountFlag.BIND)
+        _linux.mount(str(read_only), str(resolv), None, MountFlag.BIND)
+        _linux.set_readonly(str(resolv), recursive=False)
+        _linux.mount(str(sock_path), str(sock_mount), None, MountFlag.BIND)
+        cover = _hermetic.cover()
+        seen = (hosts.read_text(), oct(hosts.stat().st_mode & 0o777), resolv.read_text())
+        hosts.write_text("10.0.0.2 test\n")
+        refused = None
+        try:
+            resolv.write_text("x")
+        except OSError as error:
+            refused = error.errno
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(str(sock_mount))
+        client.close()
+        writes = [(w.path, w.change) for w in cover.writes() if is_within(w.path, str(tmp_path))]
+        return json.dumps({"seen": seen, "refused": refused, "writes": writes})
+
+    answer = answer_of_a_child(covered)
+    assert answer.startswith("{"), answer
+    result = json.loads(answer)
+    assert result["seen"] == ["127.0.0.1 real\n", "0o640", "nameserver 10.0.0.1\n"]
+    assert result["refused"] == errno.EROFS
+    assert result["writes"] == [[str(hosts), "modified"]]
+    assert real.read_text() == "127.0.0.1 real\n"
+
+
 def test_the_layout_known_beforehand_follows_the_mount_table(tmp_path: Path) -> None:
     """In-process, the layout is worked out before the test's namespace is made, and
     again only after a mount or unmount: a mount made since is covered too."""
@@ -196,10 +242,10 @@ def test_the_layout_known_beforehand_follows_the_mount_table(tmp_path: Path) -> 
         unchanged = watched.layout() is first
         _linux.mount("tmpfs", str(tmp_path), "tmpfs")
         steps = dict(watched.layout().steps)
-        return f"unchanged: {unchanged}; new mount overlaid: {steps.get(str(tmp_path))}"
+        return f"unchanged: {unchanged}; new mount: {steps.get(str(tmp_path))}"
 
     answer = answer_of_a_child(follow)
-    assert answer == "unchanged: True; new mount overlaid: True"
+    assert answer == "unchanged: True; new mount: overlay"
 
 
 def test_a_directory_kept_through_is_the_real_one(tmp_path: Path) -> None:
