@@ -75,7 +75,8 @@ def apply(
     made here (a ``ro`` tmpfs, a hidden directory) turns so last, once what
     lies inside exists; read-only binds turn so at once, as nothing is made below them.
     ``plan.keep`` holds pytest's basetemp: a tmpfs over ``/tmp`` would
-    otherwise hide the directory ``tmp_path`` lives in. A hermetic plan covers
+    otherwise hide the directory ``tmp_path`` lives in (bound back only where a
+    declared mount covers it; a hermetic cover has bound it through already). A hermetic plan covers
     the file systems first (``_hermetic``), and the declared mounts go on top;
     in a user namespace (``only_own_ids``) they turn read-only instead. ``layout``: the
     mounts as the cover needs them, if known before (``_layout.Watched``).
@@ -89,7 +90,7 @@ def apply(
         cover = _hermetic.cover(through, readonly_instead=only_own_ids, layout=layout)
         owned.update(os.stat(layer.mountpoint).st_dev for layer in cover.layers)
     sources = {m.target: _open_path(m.source) for m in plan.mounts if m.source is not None}
-    kept = [(path, _open_path(path)) for path in plan.keep]
+    kept = [(path, _open_path(path)) for path in plan.keep if plan.covers(path)]
     try:
         for mount in plan.mounts:
             if not os.path.lexists(mount.target):
