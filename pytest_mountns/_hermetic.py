@@ -30,15 +30,16 @@ from ._plan import is_within
 
 @dataclass(frozen=True)
 class Layer:
-    """One overlay: where it is, its upper layer, and the real directory below."""
+    """One overlay (or a file's copy): where it is, its upper layer, and the real one below."""
 
     mountpoint: str
     staging: int
     """A descriptor of the tmpfs that holds the upper layer."""
     upper: str
-    """The upper layer's name in that tmpfs."""
+    """The upper layer's name in that tmpfs: a directory, or a file's copy."""
     lower: int
-    """A descriptor of the real directory (a file system's root, as root), for the audit."""
+    """A descriptor of the real directory (a file system's root, as root) or file, for the
+    audit."""
 
 
 @dataclass(frozen=True)
