@@ -128,7 +128,7 @@ MUTATIONS = {
     ),
     "hermetic: an overlay's mounts not moved onto it": (
         "pytest_mountns/_layout.py",
-        "visit(child, carried=not mount.overlaid, into=into)",
+        "visit(child, carried=not covered, into=into)",
         "visit(child, carried=True, into=into)",
     ),
     "hermetic: the layout not worked out again after a mount": (
