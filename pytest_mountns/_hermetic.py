@@ -17,6 +17,7 @@ thread in its test's namespace). Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 import tempfile
@@ -145,14 +146,14 @@ def _in_place(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
         ):
             places.append(place)
     lowers = [(place, _open(place)) for place in places]
-    kept = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in through]
+    kept = _hold(through)
     layers: list[Layer] = []
     try:
         for path in readonly:
             _linux.set_readonly(path, recursive=False)
         for place, lower in lowers:
-            layers.append(_overlay_here(place, lower, os.fstat(lower).st_mode))
-        for path, fd in kept:
+            layers.append(_overlay_here(place, lower))
+        for path, fd in kept.items():
             _linux.mount(f"/proc/self/fd/{fd}", path, None, MountFlag.BIND | MountFlag.REC)
             _linux.set_readonly(path, False)
     except BaseException:
@@ -161,25 +162,36 @@ def _in_place(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
         Cover(tuple(layers)).close()
         raise
     finally:
-        for _, fd in kept:
+        for fd in kept.values():
             os.close(fd)
     return Cover(tuple(layers), tuple(path for path in readonly if path not in places))
 
 
-def _overlay_here(place: str, lower: int, mode: int) -> Layer:
+def _overlay_here(place: str, lower: int) -> Layer:
     """A tmpfs over ``place`` for the upper layer, then the overlay over both."""
     _linux.mount("tmpfs", place, "tmpfs", MountFlag.NOSUID | MountFlag.NODEV, "mode=0700")
     staging = _open(place)
     try:
-        os.mkdir("upper", stat.S_IMODE(mode), dir_fd=staging)
-        os.chmod("upper", stat.S_IMODE(mode), dir_fd=staging)  # past the umask, the sticky bit
-        os.mkdir("work", 0o700, dir_fd=staging)
-        base = f"/proc/self/fd/{staging}/"
-        _linux.mount_overlay(place, f"/proc/self/fd/{lower}", f"{base}upper", f"{base}work")
+        _overlay(place, lower, staging, "upper", "work")
     except BaseException:
         os.close(staging)
         raise
     return Layer(place, staging, "upper", lower)
+
+
+def _overlay(target: str, lower: int, staging: int, upper: str, work: str) -> None:
+    """An overlay on ``target``: the real directory ``lower`` holds below, ``upper`` (a new
+    directory of the staging tmpfs) above. The overlay's top is ``upper``'s own: it takes
+    the real one's mode, past the umask (the sticky bit of ``/tmp``, ``/dev/shm``), and its
+    owner where that is mapped (in a user namespace, the user's places show as the user's)."""
+    info = os.fstat(lower)
+    os.mkdir(upper, 0o700, dir_fd=staging)
+    os.chmod(upper, stat.S_IMODE(info.st_mode), dir_fd=staging)
+    with contextlib.suppress(OSError):
+        os.chown(upper, info.st_uid, info.st_gid, dir_fd=staging)
+    os.mkdir(work, 0o700, dir_fd=staging)
+    base = f"/proc/self/fd/{staging}/"
+    _linux.mount_overlay(target, f"/proc/self/fd/{lower}", f"{base}{upper}", f"{base}{work}")
 
 
 def _new_root(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
@@ -193,8 +205,8 @@ def _new_root(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
     and goes with the namespace, which costs less than detaching it now.
     The working directory is left at the new root: the caller steps back in.
     """
-    held = _hold((path for path, _ in (*layout.steps, *layout.last)))
-    kept = [(path, os.open(path, os.O_PATH | os.O_CLOEXEC)) for path in through]
+    held = _hold(path for path, _ in (*layout.steps, *layout.last))
+    kept = _hold(through)
     layers: list[Layer] = []
     staging = -1
     try:
@@ -206,7 +218,7 @@ def _new_root(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
         os.mkdir(new_root, 0o755)
         for path, how in layout.steps:
             _place(path, how, new_root, held[path], staging, layers)
-        for path, fd in kept:
+        for path, fd in kept.items():
             target = new_root + path
             _linux.mount(f"/proc/self/fd/{fd}", target, None, MountFlag.BIND | MountFlag.REC)
         for path, how in layout.last:
@@ -219,7 +231,7 @@ def _new_root(layout: _layout.Layout, through: tuple[str, ...]) -> Cover:
         raise
     finally:
         owned = {fd for layer in layers for fd in (layer.lower, layer.staging)}
-        for fd in {*held.values(), *(fd for _, fd in kept), staging} - owned - {-1}:
+        for fd in {*held.values(), *kept.values(), staging} - owned - {-1}:
             os.close(fd)
     return Cover(tuple(layers))
 
@@ -229,11 +241,8 @@ def _place(path: str, how: str, new_root: str, fd: int, staging: int, layers: li
     ``new_root``; an overlay or a copy takes ``fd`` as what it covers."""
     target = new_root if path == "/" else new_root + path
     if how == "overlay":
-        upper, work = f"upper{len(layers)}", f"work{len(layers)}"
-        os.mkdir(upper, 0o755, dir_fd=staging)
-        os.mkdir(work, 0o755, dir_fd=staging)
-        base = f"/proc/self/fd/{staging}/"
-        _linux.mount_overlay(target, f"/proc/self/fd/{fd}", f"{base}{upper}", f"{base}{work}")
+        upper = f"upper{len(layers)}"
+        _overlay(target, fd, staging, upper, f"work{len(layers)}")
         layers.append(Layer(path, staging, upper, fd))
     elif how == "copy":
         copy = f"file{len(layers)}"

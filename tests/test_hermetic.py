@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import stat
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -246,6 +247,33 @@ def test_the_layout_known_beforehand_follows_the_mount_table(tmp_path: Path) -> 
 
     answer = answer_of_a_child(follow)
     assert answer == "unchanged: True; new mount: overlay"
+
+
+def test_a_covered_file_system_keeps_its_top_s_mode_and_owner(tmp_path: Path) -> None:
+    """The overlay's top is its upper layer's: it must show what the real one shows
+    (``/dev/shm``'s sticky 1777, a file system owned by someone other than root)."""
+    owned = tmp_path / "owned"
+
+    def modes() -> dict[str, tuple[int, int]]:
+        return {
+            path: (stat.S_IMODE(os.stat(path).st_mode), os.stat(path).st_uid)
+            for path in ("/", "/dev/shm", str(owned))
+        }
+
+    def covered() -> str:
+        _namespace.enter_private_namespace(_linux.mount_namespace_id(), False)
+        owned.mkdir()
+        _linux.mount("tmpfs", str(owned), "tmpfs", MountFlag.NONE, "mode=0751,uid=1234")
+        before = modes()
+        _hermetic.cover()
+        return json.dumps({"before": before, "after": modes()})
+
+    answer = answer_of_a_child(covered)
+    assert answer.startswith("{"), answer
+    result = json.loads(answer)
+    assert result["before"][str(owned)] == [0o751, 1234]
+    assert result["before"]["/dev/shm"][0] & stat.S_ISVTX
+    assert result["after"] == result["before"]
 
 
 def test_a_directory_kept_through_is_the_real_one(tmp_path: Path) -> None:
