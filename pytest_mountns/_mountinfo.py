@@ -37,11 +37,7 @@ class MountEntry:
 
 def read(path: str = MOUNTINFO) -> list[MountEntry]:
     with open(path, "rb") as table:
-        return parse(table.read())
-
-
-def parse(table: bytes) -> list[MountEntry]:
-    return [_parse(line) for line in table.splitlines() if line.strip()]
+        return [_parse(line) for line in table.read().splitlines() if line.strip()]
 
 
 def printable(path: str) -> str:
