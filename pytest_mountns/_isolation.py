@@ -140,12 +140,14 @@ def end_leftovers(item: pytest.Item, since: int) -> list[str]:
         return []  # the common case, found with one read: no child but the plugin's own
     own_namespace = view.mount_namespace(os.getpid())
 
+    def outside(pid: int) -> bool:
+        namespace = view.mount_namespace(pid)
+        if namespace is None:  # dead or on its way out since the walk's list was read: what
+            return view.started(pid) >= since  # it had is on its way here, so walk again
+        return namespace != own_namespace
+
     def orphans() -> list[int]:
-        roots = [
-            pid
-            for pid in view.children()
-            if pid not in ours and view.mount_namespace(pid) not in (own_namespace, None)
-        ]
+        roots = [pid for pid in view.children() if pid not in ours and outside(pid)]
         return roots + [below for root in roots for below in view.descendants(root)]
 
     reap_dead = functools.partial(view.reap_orphans, since=since, keep=ours)

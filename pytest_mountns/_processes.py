@@ -13,6 +13,7 @@ test's own subprocesses), but in a child whose test is over.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import sys
@@ -84,15 +85,7 @@ class Processes:
     def children(self, pid: int | str = "self") -> list[int]:
         """The live children of ``pid``, from every thread's ``children`` file."""
         found: list[int] = []
-        try:
-            tasks = os.open(f"{pid}/task", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self._dir())
-        except FileNotFoundError:
-            return found  # gone
-        try:
-            names = os.listdir(tasks)
-        finally:
-            os.close(tasks)
-        for task in names:
+        for task in self._tasks(pid):
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 found.extend(
                     int(child) for child in self._read(f"{pid}/task/{task}/children").split()
@@ -111,11 +104,14 @@ class Processes:
         return found
 
     def describe(self, pid: int) -> str:
-        """``"1234 sleep 100"``, as ``ps`` would list it."""
-        try:
-            command = self._read(f"{pid}/cmdline").replace(b"\0", b" ").strip()
-        except (FileNotFoundError, ProcessLookupError):
-            command = b""
+        """``"1234 sleep 100"``, as ``ps`` would list it (through a live thread, if its
+        main one ended)."""
+        command = b""
+        for task in itertools.chain([str(pid)], self._other_tasks(pid)):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                command = self._read(f"{pid}/task/{task}/cmdline").replace(b"\0", b" ").strip()
+            if command:
+                break
         return f"{pid} {command.decode(errors='replace') or '?'}"
 
     def _described_once_stopped(self, pid: int) -> str:
@@ -126,24 +122,58 @@ class Processes:
             time.sleep(0.001)
         return self.describe(pid)
 
-    def is_alive(self, pid: int) -> bool:
-        """Not gone and not a zombie."""
-        return self._state(pid)[0] not in ("Z", "")
+    def started(self, pid: int) -> int:
+        """When, in clock ticks since boot; 0 for a process gone."""
+        return self._state(pid)[1]
 
     def _state(self, pid: int) -> tuple[str, int]:
-        """(state letter, start time in clock ticks since boot); ``("", 0)`` if gone."""
+        """(state letter, start time in clock ticks since boot); ``("", 0)`` if gone.
+
+        A process whose main thread ended while another runs (``pthread_exit``)
+        reads as a zombie in its own ``stat``: it is as alive as its threads.
+        """
         try:
             fields = self._read(f"{pid}/stat").rsplit(b")", 1)[1].split()
-            return fields[0].decode(), int(fields[19])
+            state, started = fields[0].decode(), int(fields[19])
         except (FileNotFoundError, ProcessLookupError, IndexError):
             return "", 0
+        if state == "Z":
+            state = next((self._task_state(pid, task) for task in self._other_tasks(pid)), "Z")
+        return state, started
+
+    def _other_tasks(self, pid: int) -> Iterator[str]:
+        """The threads of ``pid`` but its main one that still live."""
+        tasks = self._tasks(pid)
+        return (
+            task
+            for task in tasks
+            if task != str(pid) and self._task_state(pid, task) not in ("Z", "X")
+        )
+
+    def _task_state(self, pid: int, task: str) -> str:
+        try:
+            return self._read(f"{pid}/task/{task}/stat").rsplit(b")", 1)[1].split()[0].decode()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            return "X"
+
+    def _tasks(self, pid: int | str) -> list[str]:
+        try:
+            tasks = os.open(f"{pid}/task", os.O_RDONLY | os.O_DIRECTORY, dir_fd=self._dir())
+        except FileNotFoundError:
+            return []  # gone
+        try:
+            return os.listdir(tasks)
+        finally:
+            os.close(tasks)
 
     def mount_namespace(self, pid: int) -> int | None:
-        """Its mount namespace, or None for a process already gone."""
-        try:
-            return os.stat(f"{pid}/ns/mnt", dir_fd=self._dir()).st_ino
-        except (FileNotFoundError, ProcessLookupError):
-            return None
+        """Its mount namespace, or None for a process gone or on its way out (an exiting
+        process leaves its namespace before its children move to their new parent).
+        Read through any live thread: the main one may have ended before the others."""
+        for task in itertools.chain([str(pid)], self._other_tasks(pid)):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                return os.stat(f"{pid}/task/{task}/ns/mnt", dir_fd=self._dir()).st_ino
+        return None
 
     def end_descendants(self) -> dict[int, str]:
         """In a subreaper after its test: end every descendant and reap every child, the
@@ -174,8 +204,10 @@ class Processes:
         child at each step, which would slow every walk down. A walk is quiet when
         it finds nothing new: a process it found that died before it could be frozen
         is something new, the first time (what it forked a moment before is out there).
-        Once anything was found or reaped, the end takes two quiet walks in a row, a
-        moment apart: a process that moved parents during one may be missed by it.
+        A process on its way out has left its namespace but not yet handed its
+        children on: the walk goes on until it is dead. Once anything was found or
+        reaped, the end takes two quiet walks in a row, a moment apart: a process that
+        moved parents during one may be missed by it.
         """
         frozen: dict[tuple[int, int], tuple[int, str]] = {}  # (pid, start) -> (pidfd, described)
         departed: set[int] = set()
@@ -188,6 +220,10 @@ class Processes:
                 found = [(pid, self._freeze(pid, frozen)) for pid in walk()]
                 if any(outcome == "frozen" for _, outcome in found):
                     quiet = 0
+                    continue
+                if any(outcome == "dying" for _, outcome in found):
+                    something, quiet = True, 0  # what it had comes into view once it is dead
+                    time.sleep(0.002)
                     continue
                 gone = {pid for pid, outcome in found if outcome == "gone"} - departed
                 if gone:  # one forked and died between the walk and the freeze
@@ -214,13 +250,16 @@ class Processes:
         return {pid: described for (pid, _), (_, described) in frozen.items()}
 
     def _freeze(self, pid: int, frozen: dict[tuple[int, int], tuple[int, str]]) -> str:
-        """Stop ``pid``: ``"frozen"`` now, ``"known"`` (frozen before), or ``"gone"``
+        """Stop ``pid``: ``"frozen"`` now, ``"known"`` (frozen before), ``"dying"`` (on
+        its way out, its children not yet moved to their new parent), or ``"gone"``
         (dead, or its pid already another process's)."""
         state, started = self._state(pid)
         if (pid, started) in frozen:
             return "known"
         if state in ("", "Z"):
             return "gone"
+        if self.mount_namespace(pid) is None:
+            return "dying"
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:

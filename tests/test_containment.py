@@ -192,6 +192,76 @@ def test_spawns_then_dies(n):
     assert wait_until_gone(pids_in(pids)) == []
 
 
+MAIN_THREAD_ENDS = """
+import ctypes, os, subprocess, sys, time, pytest
+
+PROGRAM = (  # the main thread ends (pthread_exit, as C programs may); a thread goes on
+    "import ctypes, sys, threading, time\\n"
+    "threading.Thread(target=time.sleep, args=(300,)).start()\\n"
+    "open(sys.argv[1], 'w').close()\\n"
+    "ctypes.CDLL(None).syscall(60, 0)\\n"
+)
+
+def start(name):
+    ready = os.path.abspath(name)
+    with open({pids!r}, "a") as f:
+        f.write(f"{{subprocess.Popen([sys.executable, '-c', PROGRAM, ready]).pid}}\\n")
+    while not os.path.exists(ready):
+        time.sleep(0.01)
+    time.sleep(0.2)  # its main thread is gone by now: it reads as a zombie
+
+@pytest.mark.mountns
+def test_returns():
+    start("returned")
+
+@pytest.mark.mountns(fork=True)
+def test_crashes():
+    start("crashed")
+    os._exit(3)
+"""
+
+
+def thread_group_alive(pid: int) -> bool:
+    """A process lives while any of its threads does, its main thread ended or not."""
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    return any(alive_task(pid, task) for task in tasks)
+
+
+def alive_task(pid: int, task: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/task/{task}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.mark.both_modes
+def test_a_process_whose_main_thread_ended_is_still_found_and_killed(
+    pytester: pytest.Pytester,
+) -> None:
+    """Its main thread reads as a zombie with no namespace while another thread runs:
+    the process lives on, in the test's child and in pytest's process after a crash."""
+    pids = pytester.path / "pids.txt"
+    pytester.makepyfile(MAIN_THREAD_ENDS.format(pids=str(pids)))
+    result = pytester.runpytest_subprocess("-p", "no:xdist", timeout=60)
+    result.assert_outcomes(passed=1, failed=1, warnings=2)
+    killed = re.findall(
+        r"killed 1 process\(es\) the test left running: (\d+) (.*)", result.stdout.str()
+    )
+    assert [(int(pid), command.split()[1:3]) for pid, command in killed] == [
+        (pid, ["-c", "import"]) for pid in pids_in(pids)
+    ]
+    deadline = time.monotonic() + 5
+    while (left := [p for p in pids_in(pids) if thread_group_alive(p)]) and (
+        time.monotonic() < deadline
+    ):
+        time.sleep(0.05)
+    assert left == []
+
+
 @pytest.mark.parametrize("to", ["pytest", "its process group"])
 def test_ctrl_c_stops_the_session_tears_down_and_leaves_no_process(
     pytester: pytest.Pytester, to: str
