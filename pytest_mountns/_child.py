@@ -93,9 +93,9 @@ def main(
         if state is not None:
             writer.send(_frames.ITEM_STATE, state)
         _save_coverage(item.config)  # before the end: pytest-cov may combine at once
-        writer.end(*ending)
+        writer.send(*ending)
     except BaseException:
-        writer.end(_frames.ERROR, traceback.format_exc().encode())
+        writer.send(_frames.ERROR, traceback.format_exc().encode())
     finally:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -147,8 +147,6 @@ def _run(item: pytest.Item, nextitem: pytest.Item | None, writer: _frames.Writer
             # Plugins may settle the outcome here, from state only the child has
             # (pytest's subtests fail a test that holds failed subtests).
             config.hook.pytest_report_teststatus(report=report, config=config)
-        if report.when == "teardown" and report.passed:  # (a failure goes first: --pdb)
-            writer.hold()  # the rest comes at once after it: one wake-up for pytest's process
         writer.send_report(_frames.REPORT, config, report)
 
     _phases.run_phases(item, nextitem, send)

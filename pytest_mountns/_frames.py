@@ -55,37 +55,16 @@ what the test left running (the test hid ``/proc``)."""
 
 
 class Writer:
-    """The write end of the pipe; only the forked child itself may write to it.
-
-    Once ``hold`` is called, frames wait for ``end`` and go with the last one in
-    one write: each write wakes pytest's process, and what follows the teardown
-    report comes within moments of it.
-    """
+    """The write end of the pipe; only the forked child itself may write to it."""
 
     def __init__(self, fd: int) -> None:
         self.fd = fd
         self.owner = os.getpid()
-        self._held: list[bytes] | None = None
-
-    def hold(self) -> None:
-        self._held = []
 
     def send(self, kind: int, payload: bytes = b"") -> None:
-        frame = HEADER.pack(kind, len(payload)) + payload
-        if self._held is not None:
-            self._held.append(frame)
-        else:
-            self._write(frame)
-
-    def end(self, kind: int, payload: bytes = b"") -> None:
-        """The last frame, with every frame held before it."""
-        held, self._held = self._held or [], None
-        self._write(b"".join([*held, HEADER.pack(kind, len(payload)), payload]))
-
-    def _write(self, frame: bytes) -> None:
         if os.getpid() != self.owner:
             os._exit(0)  # a process the test forked fell back into pytest: say nothing
-        data = memoryview(frame)
+        data = memoryview(HEADER.pack(kind, len(payload)) + payload)
         try:
             while data:
                 data = data[os.write(self.fd, data) :]
