@@ -141,7 +141,10 @@ def end_leftovers(item: pytest.Item, since: int) -> list[str]:
     own_namespace = view.mount_namespace(os.getpid())
 
     def outside(pid: int) -> bool:
-        namespace = view.mount_namespace(pid)
+        try:
+            namespace = view.mount_namespace(pid)
+        except PermissionError:  # not the test's: pytest's process may look at all of those
+            return False  # (root, or owner of their user namespace); a non-dumpable agent
         if namespace is None:  # dead or on its way out since the walk's list was read: what
             return view.started(pid) >= since  # it had is on its way here, so walk again
         return namespace != own_namespace

@@ -169,7 +169,9 @@ class Processes:
     def mount_namespace(self, pid: int) -> int | None:
         """Its mount namespace, or None for a process gone or on its way out (an exiting
         process leaves its namespace before its children move to their new parent).
-        Read through any live thread: the main one may have ended before the others."""
+        Read through any live thread: the main one may have ended before the others.
+        ``PermissionError`` for one this process may not inspect (non-dumpable, another
+        user's)."""
         for task in itertools.chain([str(pid)], self._other_tasks(pid)):
             with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 return os.stat(f"{pid}/task/{task}/ns/mnt", dir_fd=self._dir()).st_ino

@@ -114,6 +114,49 @@ def test_never_skips_naming_the_missing_privilege_and_require_errors(project: Pa
     assert outcomes(result.stdout) == {"passed": 1, "errors": 2}, result.stdout + result.stderr
 
 
+def test_a_process_pytest_may_not_inspect_is_left_alone(pytester: pytest.Pytester) -> None:
+    """A fixture's agent that made itself non-dumpable (as ssh-agent does) hides its
+    namespace from pytest's process: after a crashed test, it is neither the test's
+    leftover nor a reason for an INTERNALERROR."""
+    os.chmod(pytester.path, 0o755)
+    pytester.makepyfile(
+        """
+import os, subprocess, sys, time, pytest
+
+AGENT = "import ctypes, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); time.sleep(60)"
+
+@pytest.fixture(scope="session")
+def agent():
+    process = subprocess.Popen([sys.executable, "-c", AGENT])
+    time.sleep(0.5)  # it has made itself non-dumpable
+    yield process
+    assert process.poll() is None, "the agent was killed"
+    process.kill()
+    process.wait()
+
+def test_agent_hidden(agent):
+    try:
+        os.stat(f"/proc/{agent.pid}/ns/mnt")
+    except PermissionError:
+        return
+    pytest.fail("the agent's namespace is visible: this test proves nothing here")
+
+@pytest.mark.mountns
+def test_crashes(agent):
+    os._exit(3)
+
+@pytest.mark.mountns
+def test_after(agent):
+    pass
+"""
+    )
+    result = run(pytester.path, prefix=AS_NOBODY)
+    output = result.stdout + result.stderr
+    assert "INTERNALERROR" not in output, output
+    assert outcomes(result.stdout) == {"passed": 2, "failed": 1}, output
+    assert "LeftoverProcessWarning" not in output
+
+
 def test_user_namespace_mode_handles_basetemp_read_only_and_foreign_ids(
     pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
 ) -> None:
