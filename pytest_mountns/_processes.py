@@ -260,8 +260,9 @@ class Processes:
             return "known"
         if state in ("", "Z"):
             return "gone"
-        if self.mount_namespace(pid) is None:
-            return "dying"
+        with contextlib.suppress(PermissionError):  # one it may not inspect is not dying
+            if self.mount_namespace(pid) is None:
+                return "dying"
         try:
             pidfd = os.pidfd_open(pid)
         except ProcessLookupError:
