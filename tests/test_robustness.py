@@ -6,6 +6,7 @@ instead of hanging the suite. Inner runs load pytest and the plugin only.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -452,6 +453,29 @@ def test_in_process_survives_a_test_that_closes_every_descriptor(
     result.assert_outcomes(passed=2)
 
 
+def where_each_waits(pid: int) -> str:
+    """The processes below ``pid``: command line, state, and kernel stack (root reads it)."""
+    lines = []
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        with contextlib.suppress(OSError):  # gone meanwhile
+            for task in os.listdir(f"/proc/{current}/task"):
+                with open(f"/proc/{current}/task/{task}/children") as f:
+                    pending += [int(child) for child in f.read().split()]
+        if current == pid:
+            continue
+        facts = []
+        for name in ("cmdline", "stat", "wchan", "stack"):
+            try:
+                with open(f"/proc/{current}/{name}", "rb") as f:
+                    facts.append(f.read().replace(b"\0", b" ").decode(errors="replace"))
+            except OSError as error:
+                facts.append(f"({name}: {error.strerror})")
+        lines.append(f"-- {current}\n" + "\n".join(facts))
+    return "\n".join(lines)
+
+
 def test_ctrl_c_to_the_process_group_tears_the_test_down_once_and_completely(
     pytester: pytest.Pytester,
 ) -> None:
@@ -486,10 +510,13 @@ def test_ctrl_c_to_the_process_group_tears_the_test_down_once_and_completely(
         os.killpg(process.pid, signal.SIGINT)  # as the terminal does: to everyone in the group
         try:
             output, _ = process.communicate(timeout=BOUND)
-        except subprocess.TimeoutExpired:  # where pytest's process waits: faulthandler says
+        except subprocess.TimeoutExpired:  # where pytest's process waits: faulthandler says;
+            below = where_each_waits(process.pid)  # and where the kernel holds its child
             os.kill(process.pid, signal.SIGABRT)
             output, _ = process.communicate(timeout=BOUND)
-            pytest.fail(f"pytest did not end after Ctrl-C:\n{output.decode(errors='replace')}")
+            pytest.fail(
+                f"pytest did not end after Ctrl-C:\n{output.decode(errors='replace')}\n{below}"
+            )
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
