@@ -108,19 +108,21 @@ def ctrl_c_works() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def children(pid: int | str) -> list[int]:
+    """The live children of ``pid``, from every thread's ``children`` file; none if gone."""
+    found = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
+                found += [int(child) for child in f.read().split()]
+    return found
+
+
 def end_descendants(bound: float = 10) -> list[str]:
     """Freeze every process below this one, pass by pass until three passes in a row find
     none running (a process that keeps forking cannot outrun it), then kill and reap them
     all: what was running. Each is held by a pidfd, checked by its start time: pids
     come round again on a busy machine, and an unrelated process must never be hit."""
-
-    def children(pid: int | str) -> list[int]:
-        found = []
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{pid}/task"):
-                with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{task}/children") as f:
-                    found += [int(child) for child in f.read().split()]
-        return found
 
     def state(pid: int) -> tuple[bytes, bytes]:
         with contextlib.suppress(OSError, IndexError), open(f"/proc/{pid}/stat", "rb") as stat:

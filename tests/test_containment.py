@@ -17,9 +17,18 @@ from tests._helpers import ctrl_c_works, outcomes, run_in_shared_root
 
 
 def alive(pid: int) -> bool:
+    """A process lives while any of its threads does, its main thread ended or not."""
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    return any(alive_task(pid, task) for task in tasks)
+
+
+def alive_task(pid: int, task: str) -> bool:
+    try:
+        with open(f"/proc/{pid}/task/{task}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
     except OSError:
         return False
 
@@ -221,23 +230,6 @@ def test_crashes():
 """
 
 
-def thread_group_alive(pid: int) -> bool:
-    """A process lives while any of its threads does, its main thread ended or not."""
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return False
-    return any(alive_task(pid, task) for task in tasks)
-
-
-def alive_task(pid: int, task: str) -> bool:
-    try:
-        with open(f"/proc/{pid}/task/{task}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
-    except OSError:
-        return False
-
-
 @pytest.mark.both_modes
 def test_a_process_whose_main_thread_ended_is_still_found_and_killed(
     pytester: pytest.Pytester,
@@ -254,12 +246,7 @@ def test_a_process_whose_main_thread_ended_is_still_found_and_killed(
     assert [(int(pid), command.split()[1:3]) for pid, command in killed] == [
         (pid, ["-c", "import"]) for pid in pids_in(pids)
     ]
-    deadline = time.monotonic() + 5
-    while (left := [p for p in pids_in(pids) if thread_group_alive(p)]) and (
-        time.monotonic() < deadline
-    ):
-        time.sleep(0.05)
-    assert left == []
+    assert wait_until_gone(pids_in(pids)) == []
 
 
 @pytest.mark.parametrize("to", ["pytest", "its process group"])

@@ -6,7 +6,6 @@ instead of hanging the suite. Inner runs load pytest and the plugin only.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -17,7 +16,7 @@ import time
 import pytest
 
 from pytest_mountns import _mountinfo
-from tests._helpers import ctrl_c_works
+from tests._helpers import children, ctrl_c_works
 from tests.conftest import Differential
 
 BOUND = 60
@@ -456,15 +455,10 @@ def test_in_process_survives_a_test_that_closes_every_descriptor(
 def where_each_waits(pid: int) -> str:
     """The processes below ``pid``: command line, state, and kernel stack (root reads it)."""
     lines = []
-    pending = [pid]
+    pending = children(pid)
     while pending:
         current = pending.pop()
-        with contextlib.suppress(OSError):  # gone meanwhile
-            for task in os.listdir(f"/proc/{current}/task"):
-                with open(f"/proc/{current}/task/{task}/children") as f:
-                    pending += [int(child) for child in f.read().split()]
-        if current == pid:
-            continue
+        pending += children(current)
         facts = []
         for name in ("cmdline", "stat", "wchan", "stack"):
             try:
